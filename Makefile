@@ -1,0 +1,47 @@
+# chaos-dynamo tasks. `make run` and `make test` work on a fresh machine with only Python 3.11+.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: run test test-fast bench lint typecheck clean lab-up lab-down
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+## run: the main job: reproduce the empty DynamoDB endpoint on the embedded lab and roll it back
+run: $(STAMP)
+	$(VENV)/bin/chaos-dynamo run experiments/endpoint-empty-smoke.json
+
+## test: the whole suite (unit, integration on real sockets, the real chaos CLI)
+test: $(STAMP)
+	@$(PY) -m pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; exit 1; fi; \
+	exit $$rc
+
+## test-fast: unit tests only
+test-fast: $(STAMP)
+	$(PY) -m pytest tests/unit -q
+
+## bench: speed targets, measured side by side in one run
+bench: $(STAMP)
+	$(PY) bench/run.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check chaos_dynamo tests bench
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+lab-up: $(STAMP)
+	$(VENV)/bin/chaos-dynamo lab up --detach
+
+lab-down: $(STAMP)
+	$(VENV)/bin/chaos-dynamo lab down
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache journals .chaos-dynamo

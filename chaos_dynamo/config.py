@@ -1,0 +1,368 @@
+"""The lab's topology: zones, endpoints, load balancers and ports, validated at the boundary.
+
+A topology comes from defaults (seeded), a TOML file, and command-line overrides, in that
+order. Every problem is reported as a :class:`~chaos_dynamo.errors.ConfigError` naming
+the field, so a bad file changes nothing.
+
+Example file::
+
+    [lab]
+    seed = 7
+    region = "us-east-1"
+    propagation_delay = 0.2
+
+    [[endpoints]]
+    name = "dynamodb.us-east-1.amazonaws.com"
+    zone = "us-east-1.amazonaws.com"
+
+    [[load_balancers]]
+    name = "lb-1"
+    address = "127.0.0.11"
+    weight = 100
+    az = "use1-az1"
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from chaos_dynamo.errors import ConfigError
+from chaos_dynamo.route53.records import is_within, normalize_name
+
+_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+AZS = ("az1", "az2", "az3")
+
+
+@dataclass(frozen=True)
+class LBSpec:
+    """One load balancer of the fleet: its own loopback address, all on the fleet's port."""
+
+    name: str
+    address: str
+    weight: int
+    az: str
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """A DNS name a service resolves to reach DynamoDB, inside one of the lab's zones."""
+
+    name: str
+    zone: str
+    ipv6: bool = False
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Everything ``chaos-dynamo lab up`` needs to stand up a region."""
+
+    seed: int = 0
+    region: str = "us-east-1"
+    host: str = "127.0.0.1"
+    api_port: int = 0
+    dns_port: int = 0
+    lb_port: int = 0
+    backend: str = ""
+    propagation_delay: float = 0.2
+    resync_interval: float = 2.0
+    max_connection_age: float = 60.0
+    record_ttl: int = 5
+    plan_table: str = "chaos-dynamo-plans"
+    zones: tuple[str, ...] = ()
+    endpoints: tuple[EndpointSpec, ...] = ()
+    load_balancers: tuple[LBSpec, ...] = ()
+    source: str = field(default="defaults", compare=False)
+
+    @property
+    def primary_endpoint(self) -> EndpointSpec:
+        return self.endpoints[0]
+
+
+_COMPASS = {"northeast": "ne", "northwest": "nw", "southeast": "se", "southwest": "sw"}
+
+
+def az_prefix(region: str) -> str:
+    """The AZ-id prefix AWS uses for a region: us-east-1 -> use1, ap-southeast-2 -> apse2."""
+    first, *middle, number = region.split("-")
+    return first + "".join(_COMPASS.get(word, word[0]) for word in middle) + number
+
+
+def default_topology(seed: int = 0, region: str = "us-east-1", lb_count: int = 6) -> Topology:
+    """The seeded default: the regional endpoint, its FIPS and dual-stack names, N LBs over 3 AZs.
+
+    Weights are drawn from ``seed`` so two labs with the same seed are identical.
+    """
+    if not isinstance(region, str) or not _REGION.match(region):
+        raise ConfigError("lab.region", f"{region!r} is not a region name", "use e.g. us-east-1")
+    rng = random.Random(seed)
+    zone = f"{region}.amazonaws.com"
+    dualstack_zone = f"{region}.api.aws"
+    short = az_prefix(region)
+    lbs = tuple(
+        LBSpec(
+            name=f"lb-{i + 1}",
+            address=f"127.0.0.{11 + i}",
+            weight=rng.randint(50, 150),
+            az=f"{short}-{AZS[i % len(AZS)]}",
+        )
+        for i in range(lb_count)
+    )
+    return Topology(
+        seed=seed,
+        region=region,
+        zones=(zone, dualstack_zone),
+        endpoints=(
+            EndpointSpec(f"dynamodb.{zone}", zone),
+            EndpointSpec(f"dynamodb-fips.{zone}", zone),
+            EndpointSpec(f"dynamodb.{dualstack_zone}", dualstack_zone, ipv6=True),
+        ),
+        load_balancers=lbs,
+    )
+
+
+# --- validation -----------------------------------------------------------------------
+
+def check_loopback(field_name: str, address: str) -> str:
+    """Return ``address`` if it is an IPv4 loopback address, else raise ConfigError."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        raise ConfigError(field_name, f"{address!r} is not an IP address",
+                          "use a loopback address such as 127.0.0.1") from None
+    if not (ip.version == 4 and ip.is_loopback):
+        raise ConfigError(field_name, f"{address} is not a 127.x.x.x address",
+                          "the lab binds only to loopback; use 127.0.0.x")
+    return address
+
+
+def _check_port(field_name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise ConfigError(field_name, f"{value!r} is not a port number",
+                          "use 0 (pick a free port) or 1-65535")
+    return value
+
+
+def _check_number(field_name: str, value: Any, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(field_name, f"{value!r} is not a number", f"use a number from {low} to {high}")
+    if not low <= float(value) <= high:
+        raise ConfigError(field_name, f"{value} is out of range", f"use a number from {low} to {high}")
+    return float(value)
+
+
+def _check_int(field_name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(field_name, f"{value!r} is not a whole number", f"use {low} to {high}")
+    if not low <= value <= high:
+        raise ConfigError(field_name, f"{value} is out of range", f"use {low} to {high}")
+    return value
+
+
+def _check_str(field_name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(field_name, f"{value!r} is not a non-empty string", "give a value in quotes")
+    return value.strip()
+
+
+def check_dns_name(field_name: str, value: Any) -> str:
+    """A DNS name of valid labels; returned without the trailing dot, lower case."""
+    name = _check_str(field_name, value).lower().rstrip(".")
+    labels = name.split(".")
+    if len(name) > 253 or len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
+        raise ConfigError(field_name, f"{value!r} is not a valid DNS name",
+                          "use letters, digits and hyphens in dot-separated labels, e.g. "
+                          "dynamodb.us-east-1.amazonaws.com")
+    return name
+
+
+def check_backend(field_name: str, value: Any) -> str:
+    """An http(s) URL of an external emulator; empty means the embedded moto."""
+    if value in ("", None):
+        return ""
+    text = _check_str(field_name, value)
+    parsed = urlparse(text)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigError(field_name, f"{text!r} is not an http(s) URL",
+                          "use e.g. http://127.0.0.1:5000 for a moto_server or LocalStack")
+    return text.rstrip("/")
+
+
+def validate(topology: Topology) -> Topology:
+    """Check every field and the relations between them; return the topology unchanged."""
+    if not _REGION.match(topology.region):
+        raise ConfigError("lab.region", f"{topology.region!r} is not a region name",
+                          "use e.g. us-east-1")
+    check_loopback("lab.host", topology.host)
+    for name in ("api_port", "dns_port", "lb_port"):
+        _check_port(f"lab.{name}", getattr(topology, name))
+    check_backend("lab.backend", topology.backend)
+    _check_number("lab.propagation_delay", topology.propagation_delay, 0.0, 60.0)
+    _check_number("lab.resync_interval", topology.resync_interval, 0.0, 3600.0)
+    _check_number("lab.max_connection_age", topology.max_connection_age, 0.1, 86400.0)
+    _check_int("lab.record_ttl", topology.record_ttl, 0, 2147483647)
+    _check_int("lab.seed", topology.seed, 0, 2**63 - 1)
+    if not re.match(r"^[A-Za-z0-9_.-]{3,255}$", topology.plan_table):
+        raise ConfigError("lab.plan_table", f"{topology.plan_table!r} is not a DynamoDB table name",
+                          "use 3-255 letters, digits, '_', '-' or '.'")
+    if not topology.zones:
+        raise ConfigError("zones", "no hosted zone is configured", "add at least one [[zones]] entry")
+    zones = [check_dns_name(f"zones[{i}].name", z) for i, z in enumerate(topology.zones)]
+    if len(set(zones)) != len(zones):
+        raise ConfigError("zones", "a zone name is listed twice", "list each zone once")
+    if not topology.endpoints:
+        raise ConfigError("endpoints", "no endpoint is configured", "add an [[endpoints]] entry")
+    seen: set[str] = set()
+    for i, ep in enumerate(topology.endpoints):
+        name = check_dns_name(f"endpoints[{i}].name", ep.name)
+        zone = check_dns_name(f"endpoints[{i}].zone", ep.zone)
+        if zone not in zones:
+            raise ConfigError(f"endpoints[{i}].zone", f"{zone!r} is not one of the lab's zones {zones}",
+                              "add it under [[zones]] or pick a listed zone")
+        if not is_within(name, zone) or normalize_name(name) == normalize_name(zone):
+            raise ConfigError(f"endpoints[{i}].name", f"{name!r} is not below zone {zone!r}",
+                              "an endpoint must be a name inside its zone, e.g. dynamodb.<zone>")
+        if name in seen:
+            raise ConfigError(f"endpoints[{i}].name", f"{name!r} is listed twice", "list each once")
+        seen.add(name)
+    if not topology.load_balancers:
+        raise ConfigError("load_balancers", "no load balancer is configured",
+                          "add at least one [[load_balancers]] entry")
+    names: set[str] = set()
+    addresses: set[str] = set()
+    for i, lb in enumerate(topology.load_balancers):
+        if not re.match(r"^[A-Za-z0-9_-]{1,64}$", lb.name):
+            raise ConfigError(f"load_balancers[{i}].name", f"{lb.name!r} is not a valid name",
+                              "use 1-64 letters, digits, '-' or '_'")
+        check_loopback(f"load_balancers[{i}].address", lb.address)
+        if lb.address == topology.host:
+            raise ConfigError(f"load_balancers[{i}].address",
+                              f"{lb.address} is the lab's own API/DNS address",
+                              "give each load balancer its own 127.0.0.x address")
+        _check_int(f"load_balancers[{i}].weight", lb.weight, 0, 255)
+        _check_str(f"load_balancers[{i}].az", lb.az)
+        if lb.name in names:
+            raise ConfigError(f"load_balancers[{i}].name", f"{lb.name!r} is used twice", "use unique names")
+        if lb.address in addresses:
+            raise ConfigError(f"load_balancers[{i}].address", f"{lb.address} is used twice",
+                              "give each load balancer its own address")
+        names.add(lb.name)
+        addresses.add(lb.address)
+    if all(lb.weight == 0 for lb in topology.load_balancers):
+        raise ConfigError("load_balancers", "every weight is 0",
+                          "give at least one load balancer a weight from 1 to 255")
+    return topology
+
+
+# --- loading ----------------------------------------------------------------------------
+
+_LAB_KEYS = {
+    "seed", "region", "host", "api_port", "dns_port", "lb_port", "backend", "propagation_delay",
+    "resync_interval", "max_connection_age", "record_ttl", "plan_table", "lb_count",
+}
+
+
+def _table(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, "must be a table", f"write it as [{key}]")
+    return value
+
+
+def _array(doc: Mapping[str, Any], key: str) -> list[Mapping[str, Any]] | None:
+    if key not in doc:
+        return None
+    value = doc[key]
+    if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+        raise ConfigError(key, "must be an array of tables", f"write each entry as [[{key}]]")
+    return value
+
+
+def _unknown(where: str, data: Mapping[str, Any], allowed: set[str]) -> None:
+    extra = sorted(set(data) - allowed)
+    if extra:
+        raise ConfigError(f"{where}.{extra[0]}", "is not a known setting",
+                          f"known settings are: {', '.join(sorted(allowed))}")
+
+
+def topology_from_mapping(doc: Mapping[str, Any], source: str = "<config>") -> Topology:
+    """Build and validate a topology from a parsed TOML document."""
+    _unknown("<top level>", doc, {"lab", "zones", "endpoints", "load_balancers"})
+    lab = _table(doc, "lab")
+    _unknown("lab", lab, _LAB_KEYS)
+    seed = _check_int("lab.seed", lab.get("seed", 0), 0, 2**63 - 1)
+    region = _check_str("lab.region", lab.get("region", "us-east-1"))
+    lb_count = _check_int("lab.lb_count", lab.get("lb_count", 6), 1, 200)
+    base = default_topology(seed=seed, region=region, lb_count=lb_count)
+    overrides: dict[str, Any] = {k: v for k, v in lab.items() if k not in ("lb_count",)}
+
+    zones = _array(doc, "zones")
+    if zones is not None:
+        for i, z in enumerate(zones):
+            _unknown(f"zones[{i}]", z, {"name"})
+        overrides["zones"] = tuple(z.get("name", "") for z in zones)
+    endpoints = _array(doc, "endpoints")
+    if endpoints is not None:
+        items = []
+        for i, e in enumerate(endpoints):
+            _unknown(f"endpoints[{i}]", e, {"name", "zone", "ipv6"})
+            if "name" not in e:
+                raise ConfigError(f"endpoints[{i}].name", "is missing", "give the endpoint's DNS name")
+            zone = e.get("zone") or _zone_for(str(e["name"]), overrides.get("zones", base.zones))
+            ipv6 = e.get("ipv6", False)
+            if not isinstance(ipv6, bool):
+                raise ConfigError(f"endpoints[{i}].ipv6", f"{ipv6!r} is not true/false", "use true or false")
+            items.append(EndpointSpec(str(e["name"]).lower().rstrip("."), str(zone).lower().rstrip("."), ipv6))
+        overrides["endpoints"] = tuple(items)
+    lbs = _array(doc, "load_balancers")
+    if lbs is not None:
+        items_lb = []
+        for i, lb in enumerate(lbs):
+            _unknown(f"load_balancers[{i}]", lb, {"name", "address", "weight", "az"})
+            for key in ("name", "address"):
+                if key not in lb:
+                    raise ConfigError(f"load_balancers[{i}].{key}", "is missing", f"give the {key}")
+            items_lb.append(LBSpec(
+                name=lb["name"], address=lb["address"], weight=lb.get("weight", 100),
+                az=lb.get("az", f"az{i % 3 + 1}"),
+            ))
+        overrides["load_balancers"] = tuple(items_lb)
+    try:
+        topology = replace(base, source=source, **overrides)
+    except TypeError as exc:  # a value of the wrong shape reached the dataclass
+        raise ConfigError("lab", str(exc), "check the value types in the file") from None
+    return validate(topology)
+
+
+def _zone_for(name: str, zones: tuple[str, ...]) -> str:
+    matches = [z for z in zones if is_within(name, z)]
+    return max(matches, key=len) if matches else ""
+
+
+def load_topology(path: str | Path | None = None, **overrides: Any) -> Topology:
+    """Defaults, then the TOML file at ``path`` (if any), then non-None ``overrides``."""
+    if path is not None:
+        p = Path(path)
+        try:
+            doc = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError("--config", f"{p} does not exist", "give the path of a TOML topology file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("--config", f"{p} is not valid TOML ({exc})", "fix the syntax") from None
+        topology = topology_from_mapping(doc, source=str(p))
+    else:
+        topology = default_topology()
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if path is None and ("seed" in given or "region" in given):
+        topology = default_topology(seed=given.get("seed", 0), region=given.get("region", "us-east-1"))
+    if given:
+        topology = replace(topology, **given)
+    return validate(topology)

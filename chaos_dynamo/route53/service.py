@@ -1,0 +1,233 @@
+"""Route 53 with AWS's change semantics, in front of an emulator.
+
+A change batch is validated as a whole against the zone's current records and applied
+all-or-nothing under a per-zone lock; the emulator is then made to hold exactly the result.
+Each accepted batch gets a unique change id that reads PENDING until the propagation delay
+has passed and the lab DNS answers from the new records, then INSYNC.
+
+HTTP parsing lives in ``xmlcodec``; the rules in ``rules``; the emulator adapter in
+``backend``. This module only coordinates them.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from chaos_dynamo.clock import REAL_CLOCK, Clock
+from chaos_dynamo.errors import AwsError
+from chaos_dynamo.route53.backend import Route53Backend
+from chaos_dynamo.route53.records import (
+    RecordKey,
+    RecordSet,
+    ZoneSnapshot,
+    index_records,
+    strip_zone_prefix,
+)
+from chaos_dynamo.route53.rules import Change, apply_changes
+
+Publish = Callable[[ZoneSnapshot], None]
+_ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+@dataclass(frozen=True)
+class ChangeRecord:
+    """One accepted change batch, kept for GetChange and for probes of change history."""
+
+    change_id: str
+    zone_id: str
+    zone_name: str
+    submitted_at: float
+    comment: str | None
+    changes: tuple[tuple[str, str, str, str | None], ...]  # (action, name, type, set id)
+
+
+class Route53Service:
+    """Applies change batches with AWS semantics and feeds the lab DNS.
+
+    Args:
+        backend: where records are stored (the emulator).
+        publish: called with a zone's new records once a change has propagated.
+        propagation_delay: seconds from an accepted batch to DNS answering from it.
+        seed: makes change ids reproducible.
+    """
+
+    def __init__(
+        self,
+        backend: Route53Backend,
+        publish: Publish,
+        *,
+        propagation_delay: float = 0.2,
+        seed: int = 0,
+        clock: Clock = REAL_CLOCK,
+        history_limit: int = 100_000,
+    ) -> None:
+        self.backend = backend
+        self._publish = publish
+        self.propagation_delay = propagation_delay
+        self._clock = clock
+        self._rng = random.Random(seed)
+        self._counter = itertools.count(1)
+        self._zone_names: dict[str, str] = {}
+        self._zone_locks: dict[str, threading.Lock] = {}
+        self._registry_lock = threading.Lock()
+        self._changes: dict[str, ChangeRecord] = {}
+        self._insync: set[str] = set()
+        self.history: deque[ChangeRecord] = deque(maxlen=history_limit)
+        self.counters: dict[str, int] = {"accepted": 0, "rejected": 0, "published": 0}
+        # Pending publications: (due monotonic time, sequence, zone id, snapshot, change id).
+        self._pending: list[tuple[float, int, str, ZoneSnapshot, str]] = []
+        self._pending_zones: dict[str, int] = {}
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._propagate, name="route53-propagator", daemon=True)
+        self._thread.start()
+
+    # --- zones ------------------------------------------------------------------------
+    def refresh_zones(self) -> dict[str, str]:
+        """Re-read the hosted zones from the emulator; return {zone id: zone name}."""
+        zones = dict(self.backend.list_zones())
+        with self._registry_lock:
+            self._zone_names = zones
+            for zone_id in zones:
+                self._zone_locks.setdefault(zone_id, threading.Lock())
+        return dict(zones)
+
+    def zone_name(self, zone_id: str) -> str:
+        zone_id = strip_zone_prefix(zone_id)
+        with self._registry_lock:
+            name = self._zone_names.get(zone_id)
+        if name is None:
+            name = self.refresh_zones().get(zone_id)
+        if name is None:
+            raise AwsError("NoSuchHostedZone", f"No hosted zone found with ID: {zone_id}")
+        return name
+
+    def _lock(self, zone_id: str) -> threading.Lock:
+        with self._registry_lock:
+            return self._zone_locks.setdefault(zone_id, threading.Lock())
+
+    def resync(self) -> int:
+        """Publish every zone as the emulator holds it, except zones with changes in flight.
+
+        Picks up zones and records written to the emulator directly (for example by a
+        LocalStack init hook). Returns the number of zones published.
+        """
+        zones = self.refresh_zones()
+        published = 0
+        for zone_id, name in sorted(zones.items()):
+            with self._lock(zone_id):
+                with self._cond:
+                    if self._pending_zones.get(zone_id):
+                        continue
+                records = tuple(self.backend.list_records(zone_id))
+                self._publish(ZoneSnapshot(zone_id, name, records))
+                published += 1
+        return published
+
+    # --- changes ----------------------------------------------------------------------
+    def change(self, zone_id: str, changes: list[Change], comment: str | None = None) -> ChangeRecord:
+        """Apply one change batch all-or-nothing.
+
+        Raises:
+            InvalidChangeBatch: a change broke Route 53's rules; nothing was applied.
+            AwsError: InvalidInput, NoSuchHostedZone, or an emulator error.
+        """
+        zone_id = strip_zone_prefix(zone_id)
+        zone_name = self.zone_name(zone_id)
+        with self._lock(zone_id):
+            current = index_records(self.backend.list_records(zone_id))
+            try:
+                target = apply_changes(zone_name, current, changes, zone_id=zone_id)
+            except AwsError:
+                self.counters["rejected"] += 1
+                raise
+            self.backend.converge(zone_id, target)
+            record = ChangeRecord(
+                change_id=self._new_change_id(),
+                zone_id=zone_id,
+                zone_name=zone_name,
+                submitted_at=self._clock.now(),
+                comment=comment,
+                changes=tuple(
+                    (c.action, c.record.name, c.record.type, c.record.set_identifier) for c in changes
+                ),
+            )
+            self._changes[record.change_id] = record
+            self.history.append(record)
+            self.counters["accepted"] += 1
+            self._schedule(zone_id, ZoneSnapshot(zone_id, zone_name, _ordered(target)), record.change_id)
+        return record
+
+    def change_status(self, change_id: str) -> ChangeRecord | None:
+        """The change with this id, or None when the lab did not issue it."""
+        return self._changes.get(strip_zone_prefix(change_id))
+
+    def is_insync(self, change_id: str) -> bool:
+        with self._cond:
+            return strip_zone_prefix(change_id) in self._insync
+
+    def wait_insync(self, change_id: str, timeout: float) -> bool:
+        """Block until the change is INSYNC (DNS answers from it) or ``timeout`` passes."""
+        with self._cond:
+            return self._cond.wait_for(lambda: strip_zone_prefix(change_id) in self._insync, timeout)
+
+    def _new_change_id(self) -> str:
+        suffix = "".join(self._rng.choice(_ID_ALPHABET) for _ in range(8))
+        return f"C{next(self._counter):05d}{suffix}"
+
+    # --- propagation ------------------------------------------------------------------
+    def _schedule(self, zone_id: str, snapshot: ZoneSnapshot, change_id: str) -> None:
+        due = self._clock.monotonic() + self.propagation_delay
+        with self._cond:
+            heapq.heappush(self._pending, (due, next(self._counter), zone_id, snapshot, change_id))
+            self._pending_zones[zone_id] = self._pending_zones.get(zone_id, 0) + 1
+            self._cond.notify_all()
+
+    def _propagate(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping:
+                    if self._pending:
+                        wait = self._pending[0][0] - self._clock.monotonic()
+                        if wait <= 0:
+                            break
+                        self._cond.wait(timeout=wait)
+                    else:
+                        self._cond.wait()
+                if self._stopping:
+                    return
+                _, _, zone_id, snapshot, change_id = heapq.heappop(self._pending)
+            # Publish outside the condition so DNS work never blocks new batches.
+            self._publish(snapshot)
+            with self._cond:
+                self._insync.add(change_id)
+                self._pending_zones[zone_id] -= 1
+                self.counters["published"] += 1
+                self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join(timeout=5)
+
+    def describe(self, record: ChangeRecord) -> dict[str, Any]:
+        """A ChangeInfo dictionary as boto3 returns it."""
+        return {
+            "Id": f"/change/{record.change_id}",
+            "Status": "INSYNC" if self.is_insync(record.change_id) else "PENDING",
+            "SubmittedAt": datetime.fromtimestamp(record.submitted_at, tz=UTC),
+            "Comment": record.comment,
+        }
+
+
+def _ordered(records: dict[RecordKey, RecordSet]) -> tuple[RecordSet, ...]:
+    return tuple(records[k] for k in sorted(records, key=lambda k: (k[0], k[1], k[2] or "")))
