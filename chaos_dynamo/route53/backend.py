@@ -11,6 +11,7 @@ already exact.
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,6 +42,24 @@ def make_client(service: str, endpoint_url: str, region: str) -> Any:
     )
 
 
+def _unmangle(record: dict[str, Any]) -> dict[str, Any]:
+    """Repair moto's listing of the apex SOA, whose value it renders as a Python dict's repr."""
+    values = record.get("ResourceRecords")
+    if not values:
+        return record
+    fixed = []
+    for item in values:
+        value = item.get("Value", "")
+        if isinstance(value, str) and value.startswith("{'Value': "):
+            try:
+                parsed = ast.literal_eval(value)
+                value = str(parsed.get("Value", value)) if isinstance(parsed, dict) else value
+            except (ValueError, SyntaxError):
+                pass
+        fixed.append({"Value": value})
+    return {**record, "ResourceRecords": fixed}
+
+
 class Route53Backend:
     """Reads and writes hosted zones and record sets on the emulator."""
 
@@ -66,7 +85,7 @@ class Route53Backend:
         try:
             while True:
                 page = self._client.list_resource_record_sets(**kwargs)
-                records.extend(RecordSet.from_api(r) for r in page.get("ResourceRecordSets", []))
+                records.extend(RecordSet.from_api(_unmangle(r)) for r in page.get("ResourceRecordSets", []))
                 if not page.get("IsTruncated"):
                     return records
                 kwargs["StartRecordName"] = page["NextRecordName"]

@@ -1,0 +1,316 @@
+"""``chaos-dynamo``: the lab's command line.
+
+    chaos-dynamo lab up [--detach]      start a lab (foreground until Ctrl-C, or in the background)
+    chaos-dynamo lab env                export lines for a shell or CI step: eval "$(chaos-dynamo lab env)"
+    chaos-dynamo lab status [--json]    addresses and counters
+    chaos-dynamo lab down               stop exactly what `lab up --detach` started
+    chaos-dynamo run EXPERIMENT         run an experiment on a lab with the real `chaos` CLI and judge it
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from chaos_dynamo import __version__
+from chaos_dynamo.clock import REAL_CLOCK, wait_until
+from chaos_dynamo.errors import ChaosDynamoError, ConfigError, LabError
+from chaos_dynamo.lab.state import LabInfo, read_state, remove_state, state_path, write_state
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _fail(message: str, code: int = EXIT_FAILED) -> None:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(code)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="chaos-dynamo")
+def main() -> None:
+    """Rehearse the us-east-1 DynamoDB DNS outage on a local lab."""
+
+
+# --- lab -----------------------------------------------------------------------------------
+
+@main.group()
+def lab() -> None:
+    """Start, inspect and stop the local lab (emulator, Route 53 front, DNS, LB fleet)."""
+
+
+_UP_OPTIONS = [
+    click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML topology file."),
+    click.option("--seed", type=int, help="Seed for the topology and every random choice (default 0)."),
+    click.option("--region", help="Region name (default us-east-1)."),
+    click.option("--host", help="Loopback address for the API and DNS (default 127.0.0.1)."),
+    click.option("--api-port", type=int, help="Port of the lab's AWS API (default: a free port)."),
+    click.option("--dns-port", type=int, help="Port of the lab DNS, UDP and TCP (default: a free port)."),
+    click.option("--lb-port", type=int, help="Port shared by the load balancers (default: a free port)."),
+    click.option("--backend", help="URL of an external moto_server or LocalStack (default: embedded moto)."),
+    click.option("--propagation-delay", type=float, help="Seconds until a Route 53 change is INSYNC."),
+    click.option("--state-file", type=click.Path(dir_okay=False), help="Where the running lab is recorded."),
+]
+
+
+def _with_up_options(func: Any) -> Any:
+    for option in reversed(_UP_OPTIONS):
+        func = option(func)
+    return func
+
+
+def _topology(config_path: str | None, **overrides: Any) -> Any:
+    from chaos_dynamo.config import load_topology
+
+    return load_topology(config_path, **overrides)
+
+
+def _running_lab(path: Path) -> LabInfo | None:
+    """The lab recorded in ``path`` if its process is still alive; a stale file is removed."""
+    try:
+        info = read_state(path)
+    except LabError:
+        return None
+    if _alive(info.pid):
+        return info
+    remove_state(path)
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.exists():  # a recycled pid belongs to some other program: not our lab
+        text = cmdline.read_bytes().replace(b"\0", b" ")
+        return b"chaos_dynamo" in text or b"chaos-dynamo" in text
+    return True
+
+
+@lab.command("up")
+@_with_up_options
+@click.option("--detach", is_flag=True, help="Run in the background; `lab down` stops it.")
+def lab_up(config_path: str | None, seed: int | None, region: str | None, host: str | None,
+           api_port: int | None, dns_port: int | None, lb_port: int | None, backend: str | None,
+           propagation_delay: float | None, state_file: str | None, detach: bool) -> None:
+    """Start a lab. Prints its addresses and the `export` lines to reach it."""
+    path = state_path(state_file)
+    try:
+        topology = _topology(config_path, seed=seed, region=region, host=host, api_port=api_port,
+                             dns_port=dns_port, lb_port=lb_port, backend=backend,
+                             propagation_delay=propagation_delay)
+    except ChaosDynamoError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    running = _running_lab(path)
+    if running is not None:
+        _fail(f"a lab is already running (pid {running.pid}, state file {path}); "
+              "run `chaos-dynamo lab down` first, or use another --state-file", EXIT_FAILED)
+    if detach:
+        _detach(path)
+        return
+    _serve(topology, path)
+
+
+def _serve(topology: Any, path: Path) -> None:
+    from chaos_dynamo.lab.lab import Lab
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    started = REAL_CLOCK.monotonic()
+    the_lab = Lab(topology)
+    try:
+        info = the_lab.start()
+    except ChaosDynamoError as exc:
+        _fail(f"the lab did not start: {exc}")
+    except OSError as exc:
+        _fail(f"the lab did not start: {exc} (is a port in use? omit the --*-port options to pick free ones)")
+    try:
+        write_state(info, path)
+        elapsed = REAL_CLOCK.monotonic() - started
+        click.echo(_summary(info, path, elapsed))
+        sys.stdout.flush()
+        stop.wait()
+    finally:
+        click.echo("stopping the lab...", err=True)
+        the_lab.stop()
+        remove_state(path, pid=os.getpid())
+
+
+def _detach(path: Path) -> None:
+    args = [a for a in sys.argv[1:] if a != "--detach"]
+    if "--state-file" not in " ".join(args):
+        args += ["--state-file", str(path)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    log_path = path.with_suffix(".log")
+    with open(log_path, "wb") as log:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "chaos_dynamo.cli", *args],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def ready() -> bool:
+        if child.poll() is not None:
+            return True
+        try:
+            return read_state(path).pid == child.pid
+        except LabError:
+            return False
+
+    wait_until(ready, timeout=120, interval=0.05)
+    if child.poll() is not None or not ready():
+        if child.poll() is None:
+            child.terminate()
+        tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
+        _fail(f"the lab did not start (see {log_path}):\n{tail}")
+    info = read_state(path)
+    click.echo(f"lab running in the background (pid {info.pid}); log: {log_path}")
+    click.echo(_summary(info, path, None))
+
+
+def _summary(info: LabInfo, path: Path, elapsed: float | None) -> str:
+    lines = [
+        f"chaos-dynamo lab up{f' in {elapsed:.2f} s' if elapsed is not None else ''} "
+        f"({'embedded moto' if info.embedded else 'backend ' + info.emulator_url})",
+        f"  AWS API (Route 53 with AWS rules, DynamoDB, ...): {info.api_url}",
+        f"  DNS (UDP+TCP): {info.dns_host}:{info.dns_port}   "
+        f"try: dig @{info.dns_host} -p {info.dns_port} {info.primary_endpoint.name}",
+        f"  load balancers on port {info.lb_port}: "
+        + ", ".join(f"{lb['name']}={lb['address']}" for lb in info.load_balancers),
+        f"  endpoints: {', '.join(e.name for e in info.endpoints)}",
+        f"  DynamoDB for services: {info.dynamodb_url()}",
+        f"  state file: {path}",
+        "  reach it from a shell: eval \"$(chaos-dynamo lab env)\"",
+    ]
+    return "\n".join(lines)
+
+
+@lab.command("down")
+@click.option("--state-file", type=click.Path(dir_okay=False))
+@click.option("--timeout", type=float, default=20.0, show_default=True, help="Seconds to wait for exit.")
+def lab_down(state_file: str | None, timeout: float) -> None:
+    """Stop the lab that `lab up --detach` started (and only that)."""
+    path = state_path(state_file)
+    try:
+        info = read_state(path)
+    except LabError:
+        click.echo(f"no lab is running (no state file at {path})")
+        return
+    if not _alive(info.pid):
+        remove_state(path)
+        click.echo(f"the lab (pid {info.pid}) had already exited; removed its state file")
+        return
+    os.kill(info.pid, signal.SIGTERM)
+    if not wait_until(lambda: not _alive(info.pid), timeout=timeout, interval=0.05):
+        os.kill(info.pid, signal.SIGKILL)
+        wait_until(lambda: not _alive(info.pid), timeout=5, interval=0.05)
+        click.echo(f"the lab (pid {info.pid}) did not stop in {timeout} s and was killed", err=True)
+    remove_state(path)
+    click.echo(f"lab stopped (pid {info.pid})")
+
+
+def _lab_status(info: LabInfo) -> dict[str, Any]:
+    from chaos_dynamo.endpoint._lab import http_json
+
+    result: dict[str, Any] = http_json(f"{info.api_url}/_chaos_dynamo/status")
+    return result
+
+
+@lab.command("status")
+@click.option("--state-file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def lab_status(state_file: str | None, as_json: bool) -> None:
+    """Is the lab running? Its addresses, LB faults and DNS/LB/Route 53 counters."""
+    path = state_path(state_file)
+    info = _running_lab(path)
+    if info is None:
+        if as_json:
+            click.echo(json.dumps({"running": False, "state_file": str(path)}))
+        else:
+            click.echo(f"no lab is running (state file {path})")
+        sys.exit(EXIT_FAILED)
+    try:
+        status = _lab_status(info)
+    except LabError as exc:
+        _fail(str(exc))
+    if as_json:
+        click.echo(json.dumps(status, indent=2, sort_keys=True))
+        return
+    lab_part = status["lab"]
+    click.echo(f"lab running: pid {lab_part['pid']}, API {lab_part['api_url']}, DNS {lab_part['dns']}, "
+               f"LB port {lab_part['lb_port']}")
+    dns = status["counters"]["dns"]
+    click.echo(f"  DNS queries: {dns.get('total', 0)} {dns.get('by_rcode', {})}")
+    for name, lb in status["load_balancers"].items():
+        counts = status["counters"]["lb"].get(name, {})
+        faults = {k: v for k, v in lb.get("faults", {}).items() if v not in (False, 0, 0.0, None)}
+        click.echo(f"  {name} {lb['address']} weight {lb['weight']} {lb['az']}: "
+                   f"{counts.get('requests', 0)} requests{'  faults: ' + str(faults) if faults else ''}")
+    click.echo(f"  Route 53 changes: {status['counters']['route53']}")
+
+
+@lab.command("env")
+@click.option("--state-file", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["shell", "dotenv", "json"]), default="shell",
+              show_default=True, help="shell: export lines; dotenv: KEY=VALUE (e.g. for $GITHUB_ENV).")
+def lab_env(state_file: str | None, fmt: str) -> None:
+    """Print the environment that points AWS SDKs and the DNS shim at the lab."""
+    path = state_path(state_file)
+    try:
+        info = read_state(path)
+    except LabError as exc:
+        _fail(str(exc))
+    env = info.env() | {"CHAOS_DYNAMO_STATE": str(path)}
+    if fmt == "json":
+        click.echo(json.dumps(env, indent=2, sort_keys=True))
+    else:
+        prefix = "export " if fmt == "shell" else ""
+        for key, value in sorted(env.items()):
+            click.echo(f"{prefix}{key}={shlex.quote(value) if fmt == 'shell' else value}")
+
+
+# --- run -------------------------------------------------------------------------------------
+
+@main.command("run")
+@click.argument("experiment", type=click.Path(exists=True, dir_okay=False))
+@click.option("--journal", "journal_path", type=click.Path(dir_okay=False),
+              help="Where to write the journal (default journals/<experiment>.json).")
+@click.option("--state-file", type=click.Path(dir_okay=False),
+              help="Use the lab recorded here instead of starting one.")
+@click.option("--seed", type=int, default=None, help="Seed for a lab started by this command.")
+def run(experiment: str, journal_path: str | None, state_file: str | None, seed: int | None) -> None:
+    """Run EXPERIMENT with the real `chaos` CLI on a lab and print a verdict.
+
+    Starts a lab for the run unless one is already running. Exits 0 when the experiment did
+    what it declares (e.g. the outage was reproduced and the rollback restored service).
+    """
+    from chaos_dynamo.runner import run_experiment
+
+    try:
+        code = run_experiment(Path(experiment), journal=Path(journal_path) if journal_path else None,
+                              state_file=state_file, seed=seed)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except ChaosDynamoError as exc:
+        _fail(str(exc))
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

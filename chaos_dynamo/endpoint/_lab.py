@@ -1,0 +1,107 @@
+"""Finding the lab from inside an activity, and the Route 53 helpers activities share.
+
+An activity finds the lab, in order, from the experiment's ``configuration``
+(``chaos_dynamo_api``, or ``chaos_dynamo_state`` for a state file), then from
+``$CHAOS_DYNAMO_API`` (printed by ``chaos-dynamo lab env``), then from the state file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from chaos_dynamo.clock import REAL_CLOCK, Clock, wait_until
+from chaos_dynamo.errors import AwsError, LabError
+from chaos_dynamo.lab.state import EndpointInfo, LabInfo, read_state
+from chaos_dynamo.route53.backend import make_client
+from chaos_dynamo.route53.records import RecordSet, normalize_name
+
+logger = logging.getLogger("chaostoolkit")
+Configuration = Mapping[str, Any] | None
+
+
+def lab_info(configuration: Configuration = None) -> LabInfo:
+    """The running lab's addresses; LabError saying how to start one when there is none."""
+    import os
+
+    config = dict(configuration or {})
+    api = config.get("chaos_dynamo_api") or (None if config.get("chaos_dynamo_state")
+                                             else os.environ.get("CHAOS_DYNAMO_API"))
+    if api:
+        return fetch_info(str(api))
+    return read_state(config.get("chaos_dynamo_state"))
+
+
+def fetch_info(api_url: str, timeout: float = 5.0) -> LabInfo:
+    url = api_url.rstrip("/") + "/_chaos_dynamo/info"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback lab
+            return LabInfo.from_json(response.read().decode())
+    except (urllib.error.URLError, OSError, ValueError, TypeError, KeyError) as exc:
+        raise LabError(f"no lab answers at {api_url} ({exc}); start one with "
+                       "`chaos-dynamo lab up --detach` and `eval \"$(chaos-dynamo lab env)\"`") from None
+
+
+def route53(info: LabInfo) -> Any:
+    return make_client("route53", info.api_url, info.region)
+
+
+def records_at(client: Any, zone_id: str, name: str) -> list[RecordSet]:
+    """The record sets whose name is exactly ``name`` (listing starts there, stops past it)."""
+    wanted = normalize_name(name)
+    out: list[RecordSet] = []
+    kwargs: dict[str, Any] = {"HostedZoneId": zone_id, "StartRecordName": wanted, "MaxItems": "300"}
+    try:
+        while True:
+            page = client.list_resource_record_sets(**kwargs)
+            records = [RecordSet.from_api(data) for data in page.get("ResourceRecordSets", [])]
+            out.extend(r for r in records if r.name == wanted)
+            past = any(r.name != wanted for r in records)
+            if past or not page.get("IsTruncated"):
+                return out
+            kwargs["StartRecordName"] = page["NextRecordName"]
+            kwargs["StartRecordType"] = page["NextRecordType"]
+            if page.get("NextRecordIdentifier"):
+                kwargs["StartRecordIdentifier"] = page["NextRecordIdentifier"]
+    except ClientError as exc:
+        raise AwsError.from_client_error(exc, "ListResourceRecordSets") from exc
+
+
+def change(client: Any, endpoint: EndpointInfo, changes: list[dict[str, Any]], comment: str) -> str:
+    """Send one change batch; return the change id."""
+    try:
+        response = client.change_resource_record_sets(
+            HostedZoneId=endpoint.zone_id, ChangeBatch={"Comment": comment, "Changes": changes},
+        )
+    except ClientError as exc:
+        raise AwsError.from_client_error(exc, "ChangeResourceRecordSets") from exc
+    return str(response["ChangeInfo"]["Id"])
+
+
+def wait_insync(client: Any, change_id: str, timeout: float, clock: Clock = REAL_CLOCK) -> bool:
+    """Wait until Route 53 reports the change INSYNC (the lab DNS answers from it)."""
+    def insync() -> bool:
+        return bool(client.get_change(Id=change_id)["ChangeInfo"]["Status"] == "INSYNC")
+
+    return wait_until(insync, timeout, interval=0.05, clock=clock)
+
+
+def http_json(url: str, body: Any = None, timeout: float = 10.0) -> Any:
+    """POST (with a body) or GET JSON from the lab's control API."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")
+        raise LabError(f"lab API {url} answered {exc.code}: {detail}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise LabError(f"lab API {url} unreachable: {exc}") from None

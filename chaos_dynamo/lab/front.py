@@ -1,0 +1,237 @@
+"""The lab's AWS API endpoint (``AWS_ENDPOINT_URL``).
+
+One HTTP server on 127.0.0.1 that
+
+* answers Route 53 ``ChangeResourceRecordSets`` and ``GetChange`` itself, with AWS's rules
+  (:mod:`chaos_dynamo.route53.service`);
+* passes every other AWS API call (hosted zones, listing records, DynamoDB, STS...) through
+  to the emulator unchanged;
+* serves the lab's own control API under ``/_chaos_dynamo/`` and Prometheus ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import threading
+import uuid
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from chaos_dynamo.errors import AwsError, ChaosDynamoError, ConfigError
+from chaos_dynamo.route53 import xmlcodec
+from chaos_dynamo.route53.service import Route53Service
+
+_RRSET = re.compile(r"^/2013-04-01/hostedzone/([^/]+)/rrset/?$")
+_CHANGE = re.compile(r"^/2013-04-01/change/([^/]+)$")
+_HOP_BY_HOP = {
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
+    "transfer-encoding", "upgrade",
+}
+
+ControlHandler = Callable[[str, str, dict[str, list[str]], Any], tuple[int, Any]]
+"""(method, path, query, json body) -> (status, json-serializable body)."""
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], front: "LabFront") -> None:
+        self.front = front
+        super().__init__(address, _Handler)
+
+
+class LabFront:
+    """The HTTP server behind ``AWS_ENDPOINT_URL``.
+
+    Args:
+        host: loopback address to bind.
+        port: 0 for a free port.
+        upstream: the emulator's base URL (``http://127.0.0.1:PORT``).
+        route53: the service applying Route 53 changes.
+        control: handles ``/_chaos_dynamo/...`` requests.
+        metrics: returns the Prometheus text for ``/metrics``.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        upstream: str,
+        route53: Route53Service,
+        control: ControlHandler,
+        metrics: Callable[[], str],
+        on_zone_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.route53 = route53
+        self.control = control
+        self.metrics = metrics
+        self.on_zone_change = on_zone_change
+        parsed = urlparse(upstream)
+        self.upstream_host = parsed.hostname or "127.0.0.1"
+        self.upstream_port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        self.upstream_https = parsed.scheme == "https"
+        self._server = _Server((host, port), self)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="lab-front", daemon=True)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        return f"http://{host}:{port}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        """Quiet: the lab logs what matters through its counters."""
+
+    # Every method goes through one dispatcher.
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    def do_HEAD(self) -> None:
+        self._dispatch()
+
+    def do_PATCH(self) -> None:
+        self._dispatch()
+
+    def _body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _send_json(self, status: int, payload: Any) -> None:
+        self._send(status, json.dumps(payload, indent=2, sort_keys=True, default=str).encode(), "application/json")
+
+    def _dispatch(self) -> None:
+        front = self.server.front
+        url = urlparse(self.path)
+        body = self._body()
+        try:
+            if url.path == "/metrics" and self.command == "GET":
+                self._send(200, front.metrics().encode(), "text/plain; version=0.0.4")
+                return
+            if url.path.startswith("/_chaos_dynamo/"):
+                self._control(url.path, parse_qs(url.query), body)
+                return
+            match = _RRSET.match(url.path)
+            if match and self.command == "POST":
+                self._change(match.group(1), body)
+                return
+            match = _CHANGE.match(url.path)
+            if match and self.command == "GET" and self._get_change(match.group(1)):
+                return
+            status = self._proxy(body)
+            if url.path.startswith("/2013-04-01/hostedzone") and self.command in ("POST", "DELETE") \
+                    and status < 300:
+                front.on_zone_change()
+        except (BrokenPipeError, ConnectionResetError):
+            return
+
+    # --- Route 53 ---------------------------------------------------------------------
+    def _change(self, zone_id: str, body: bytes) -> None:
+        service = self.server.front.route53
+        request_id = str(uuid.uuid4())
+        try:
+            comment, changes = xmlcodec.parse_change_batch(body)
+            record = service.change(zone_id, changes, comment)
+        except AwsError as exc:
+            status = 404 if exc.code == "NoSuchHostedZone" else 400
+            self._send(status, xmlcodec.aws_error_xml(exc, request_id), "text/xml")
+            return
+        except ChaosDynamoError as exc:
+            self._send(500, xmlcodec.error_xml("InternalFailure", str(exc), request_id, sender=False), "text/xml")
+            return
+        info = service.describe(record)
+        self._send(200, xmlcodec.change_info_xml(
+            record.change_id, info["Status"], info["SubmittedAt"], record.comment,
+        ), "text/xml")
+
+    def _get_change(self, change_id: str) -> bool:
+        service = self.server.front.route53
+        record = service.change_status(change_id)
+        if record is None:
+            return False  # not ours (e.g. CreateHostedZone's change): ask the emulator
+        info = service.describe(record)
+        self._send(200, xmlcodec.change_info_xml(
+            record.change_id, info["Status"], info["SubmittedAt"], record.comment, root="GetChangeResponse",
+        ), "text/xml")
+        return True
+
+    # --- lab control --------------------------------------------------------------------
+    def _control(self, path: str, query: dict[str, list[str]], body: bytes) -> None:
+        try:
+            payload = json.loads(body) if body else None
+        except json.JSONDecodeError as exc:
+            self._send_json(400, {"error": f"body: not JSON ({exc})"})
+            return
+        try:
+            status, result = self.server.front.control(self.command, path, query, payload)
+        except ConfigError as exc:
+            self._send_json(400, {"error": str(exc), "field": exc.field})
+            return
+        except ChaosDynamoError as exc:
+            self._send_json(409, {"error": str(exc)})
+            return
+        self._send_json(status, result)
+
+    # --- pass-through -------------------------------------------------------------------
+    def _proxy(self, body: bytes) -> int:
+        front = self.server.front
+        conn_type = http.client.HTTPSConnection if front.upstream_https else http.client.HTTPConnection
+        conn = conn_type(front.upstream_host, front.upstream_port, timeout=60)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+        try:
+            conn.request(self.command, self.path, body=body or None, headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+        except OSError as exc:
+            self._send_json(502, {"error": f"emulator at {front.upstream_host}:{front.upstream_port} "
+                                           f"unreachable: {exc}"})
+            return 502
+        finally:
+            conn.close()
+        self.send_response(response.status, response.reason)
+        for key, value in response.getheaders():
+            if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+        return response.status

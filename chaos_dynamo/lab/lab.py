@@ -1,0 +1,321 @@
+"""The lab: a local stand-in for an AWS region, assembled from its parts.
+
+::
+
+    service --DNS--> LabDNS (127.0.0.1:D) <--snapshots-- Route53Service <-- LabFront (AWS_ENDPOINT_URL)
+       |                                                      |                  |
+       +--HTTP--> LBFleet (127.0.0.11.., port L) --> emulator (moto, or --backend URL)
+
+``Lab.start()`` brings everything up on loopback, creates the topology (hosted zones, the
+plan table, the first plan) through the lab's own Route 53 front, and waits until the lab
+DNS answers the endpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+from urllib.parse import urlparse
+
+from chaos_dynamo.clock import REAL_CLOCK, Clock
+from chaos_dynamo.config import Topology, check_loopback
+from chaos_dynamo.dns.server import LabDNS
+from chaos_dynamo.errors import AwsError, ConfigError, LabError, SafetyError
+from chaos_dynamo.lab import metrics
+from chaos_dynamo.lab.front import LabFront
+from chaos_dynamo.lab.state import EndpointInfo, LabInfo
+from chaos_dynamo.lbfleet.proxy import LBFleet
+from chaos_dynamo.plans import alias_records, plan_from_fleet, tree_records, upsert_changes
+from chaos_dynamo.planstore import PlanStore
+from chaos_dynamo.route53.backend import Route53Backend, make_client
+from chaos_dynamo.route53.records import normalize_name
+from chaos_dynamo.route53.rules import change_from_api
+from chaos_dynamo.route53.service import Route53Service
+
+READY_TIMEOUT = 30.0
+
+
+class Lab:
+    """Starts, describes and stops one lab. Use as a context manager in tests."""
+
+    def __init__(self, topology: Topology, *, clock: Clock = REAL_CLOCK) -> None:
+        self.topology = topology
+        self.clock = clock
+        self._moto: Any = None
+        self.emulator_url = ""
+        self.dns: LabDNS | None = None
+        self.fleet: LBFleet | None = None
+        self.route53: Route53Service | None = None
+        self.front: LabFront | None = None
+        self.zone_ids: dict[str, str] = {}
+        self.started_at = 0.0
+        self._resync_stop = threading.Event()
+        self._resync_thread: threading.Thread | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def __enter__(self) -> "Lab":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> LabInfo:
+        """Bring the lab up and create the topology; on any failure stop what was started."""
+        try:
+            self._start_parts()
+            self._bootstrap()
+        except BaseException:
+            self.stop()
+            raise
+        self.started_at = self.clock.now()
+        if self.topology.resync_interval > 0:
+            self._resync_thread = threading.Thread(target=self._resync_loop, name="lab-resync", daemon=True)
+            self._resync_thread.start()
+        return self.info()
+
+    def _start_parts(self) -> None:
+        t = self.topology
+        self.emulator_url = t.backend or self._start_moto()
+        self.dns = LabDNS(t.host, t.dns_port, seed=t.seed, clock=self.clock)
+        self.dns.start()
+        self.route53 = Route53Service(
+            Route53Backend(self.emulator_url, t.region),
+            self.dns.publish,
+            propagation_delay=t.propagation_delay,
+            seed=t.seed,
+            clock=self.clock,
+        )
+        self.fleet = LBFleet(
+            [(lb.name, lb.address) for lb in t.load_balancers],
+            self.emulator_url,
+            port=t.lb_port,
+            max_connection_age=t.max_connection_age,
+            clock=self.clock,
+        )
+        self.fleet.start()
+        self.front = LabFront(
+            t.host, t.api_port, self.emulator_url, self.route53,
+            control=self._control, metrics=self.metrics_text, on_zone_change=self._on_zone_change,
+        )
+        self.front.start()
+
+    def _start_moto(self) -> str:
+        from moto.server import ThreadedMotoServer
+
+        # werkzeug logs every request to stderr; the lab reports through its own counters.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+        # ThreadedMotoServer binds all interfaces unless told; the lab binds loopback only.
+        server = ThreadedMotoServer(ip_address=self.topology.host, port=0, verbose=False)
+        server.start()
+        self._moto = server
+        host, port = server.get_host_and_port()
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        """Stop every part that was started; safe to call twice."""
+        self._resync_stop.set()
+        if self._resync_thread is not None:
+            self._resync_thread.join(timeout=10)
+            self._resync_thread = None
+        for part in (self.front, self.fleet, self.dns):
+            if part is not None:
+                part.stop()
+        self.front = self.fleet = self.dns = None  # type: ignore[assignment]
+        if self.route53 is not None:
+            self.route53.close()
+            self.route53 = None
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+
+    # --- topology -----------------------------------------------------------------------
+    def client(self, service: str) -> Any:
+        """A boto3 client for the lab's AWS API (the front, not the LB fleet)."""
+        assert self.front is not None, "start the lab first"
+        return make_client(service, self.front.url, self.topology.region)
+
+    def _bootstrap(self) -> None:
+        t = self.topology
+        assert self.route53 is not None
+        route53 = self.client("route53")
+        existing = {name: zid for zid, name in self.route53.refresh_zones().items()}
+        for zone in t.zones:
+            fqdn = normalize_name(zone)
+            if fqdn not in existing:
+                created = route53.create_hosted_zone(Name=zone, CallerReference=f"chaos-dynamo-{zone}")
+                existing[fqdn] = created["HostedZone"]["Id"].rsplit("/", 1)[-1]
+            self.zone_ids[fqdn] = existing[fqdn]
+        self.route53.refresh_zones()
+        self.route53.resync()
+
+        store = PlanStore(self.client("dynamodb"), t.plan_table)
+        store.ensure_table()
+        plan = store.newest()
+        if plan is None:
+            plan = plan_from_fleet(1, t.endpoints, t.load_balancers)
+            store.put(plan)
+        last_change = None
+        for ep in t.endpoints:
+            zone_id = self.zone_ids[normalize_name(ep.zone)]
+            records = tree_records(plan, ep, t.record_ttl) + alias_records(plan, ep, zone_id)
+            last_change = self.route53.change(zone_id, [change_from_api(c) for c in upsert_changes(records)],
+                                              "chaos-dynamo lab: initial plan")
+        if last_change is not None and not self.route53.wait_insync(
+            last_change.change_id, READY_TIMEOUT + t.propagation_delay
+        ):
+            raise LabError("the lab DNS did not pick up the initial plan in time")
+
+    def _on_zone_change(self) -> None:
+        if self.route53 is not None:
+            self.route53.resync()
+
+    def _resync_loop(self) -> None:
+        while not self._resync_stop.wait(self.topology.resync_interval):
+            try:
+                if self.route53 is not None:
+                    self.route53.resync()
+            except Exception:  # noqa: BLE001 - a failed resync is retried next interval
+                continue
+
+    # --- description --------------------------------------------------------------------
+    def info(self) -> LabInfo:
+        assert self.front is not None and self.dns is not None and self.fleet is not None
+        t = self.topology
+        dns_host, dns_port = self.dns.address
+        return LabInfo(
+            pid=os.getpid(),
+            api_url=self.front.url,
+            dns_host=dns_host,
+            dns_port=dns_port,
+            lb_port=self.fleet.port,
+            region=t.region,
+            emulator_url=self.emulator_url,
+            embedded=not t.backend,
+            seed=t.seed,
+            plan_table=t.plan_table,
+            record_ttl=t.record_ttl,
+            propagation_delay=t.propagation_delay,
+            started_at=self.started_at,
+            zones={name.rstrip("."): zid for name, zid in self.zone_ids.items()},
+            endpoints=tuple(
+                EndpointInfo(ep.name, ep.zone, self.zone_ids[normalize_name(ep.zone)], ep.ipv6)
+                for ep in t.endpoints
+            ),
+            load_balancers=tuple(
+                {"name": lb.name, "address": lb.address, "weight": lb.weight, "az": lb.az}
+                for lb in t.load_balancers
+            ),
+        )
+
+    def status(self) -> dict[str, Any]:
+        """Everything ``lab status --json`` shows: addresses and counters."""
+        assert self.dns is not None and self.fleet is not None and self.route53 is not None
+        info = self.info()
+        return {
+            "running": True,
+            "lab": {
+                "pid": info.pid, "api_url": info.api_url, "dns": f"{info.dns_host}:{info.dns_port}",
+                "lb_port": info.lb_port, "region": info.region, "emulator_url": info.emulator_url,
+                "embedded_emulator": info.embedded, "seed": info.seed,
+                "propagation_delay": info.propagation_delay, "started_at": info.started_at,
+            },
+            "zones": info.zones,
+            "endpoints": [ep.name for ep in info.endpoints],
+            "load_balancers": {
+                lb["name"]: {**lb, "faults": self.fleet[lb["name"]].faults()} for lb in info.load_balancers
+            },
+            "counters": {
+                "dns": self.dns.counters(),
+                "lb": self.fleet.counters(),
+                "route53": dict(self.route53.counters),
+            },
+        }
+
+    def metrics_text(self) -> str:
+        assert self.dns is not None and self.fleet is not None and self.route53 is not None
+        return metrics.render(self.dns.counters(), self.fleet.counters(), dict(self.route53.counters))
+
+    # --- control API (/_chaos_dynamo/...) ------------------------------------------------
+    def _control(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+        assert self.dns is not None and self.fleet is not None
+        parts = [p for p in path.split("/") if p][1:]  # drop "_chaos_dynamo"
+        since = float(query["since"][0]) if "since" in query else None
+        if parts == ["status"] and method == "GET":
+            return 200, self.status()
+        if parts == ["info"] and method == "GET":
+            return 200, self.info().__dict__ | {"endpoints": [e.__dict__ for e in self.info().endpoints]}
+        if parts == ["dns", "log"] and method == "GET":
+            return 200, [r.__dict__ if hasattr(r, "__dict__") else r._asdict()  # type: ignore[union-attr]
+                         for r in self.dns.query_log(since=since)]
+        if parts == ["lb", "log"] and method == "GET":
+            return 200, [r.__dict__ if hasattr(r, "__dict__") else r._asdict()  # type: ignore[union-attr]
+                         for r in self.fleet.request_log(since=since)]
+        if len(parts) == 3 and parts[0] == "lb" and parts[2] == "faults" and method in ("POST", "PUT"):
+            return 200, self._set_faults(parts[1], body or {})
+        if parts == ["lb", "faults", "reset"] and method == "POST":
+            for lb in self.fleet:
+                lb.reset_faults()
+            return 200, {lb.name: lb.faults() for lb in self.fleet}
+        return 404, {"error": f"{method} {path} is not a lab control route",
+                     "routes": ["GET /_chaos_dynamo/status", "GET /_chaos_dynamo/info",
+                                "GET /_chaos_dynamo/dns/log?since=T", "GET /_chaos_dynamo/lb/log?since=T",
+                                "POST /_chaos_dynamo/lb/NAME/faults", "POST /_chaos_dynamo/lb/faults/reset"]}
+
+    def _set_faults(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        assert self.fleet is not None
+        names = [lb.name for lb in self.fleet]
+        if name not in names:
+            raise ConfigError("lb", f"{name!r} is not a load balancer of the lab", f"use one of {names}")
+        lb = self.fleet[name]
+        known = {"down", "refuse_for", "latency", "unhealthy", "error_rate", "error_status", "reset"}
+        unknown = sorted(set(body) - known)
+        if unknown:
+            raise ConfigError(f"faults.{unknown[0]}", "is not a fault knob", f"use one of {sorted(known)}")
+        if body.get("reset"):
+            lb.reset_faults()
+        if "down" in body:
+            lb.set_down(_bool("faults.down", body["down"]))
+        if "refuse_for" in body:
+            lb.refuse_for(_seconds("faults.refuse_for", body["refuse_for"]))
+        if "latency" in body:
+            lb.set_latency(_seconds("faults.latency", body["latency"]))
+        if "unhealthy" in body:
+            lb.set_unhealthy(_bool("faults.unhealthy", body["unhealthy"]))
+        if "error_rate" in body:
+            rate = body["error_rate"]
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+                raise ConfigError("faults.error_rate", f"{rate!r} is not a fraction", "use 0.0 to 1.0")
+            lb.set_error_rate(float(rate), int(body.get("error_status", 500)), seed=self.topology.seed)
+        return lb.faults()
+
+
+def _bool(field: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(field, f"{value!r} is not true/false", "use true or false")
+    return value
+
+
+def _seconds(field: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 86400:
+        raise ConfigError(field, f"{value!r} is not a duration in seconds", "use 0 to 86400")
+    return float(value)
+
+
+def require_loopback_url(field: str, url: str) -> str:
+    """Refuse a URL whose host is not a loopback address (the lab's safety rule)."""
+    host = urlparse(url).hostname or ""
+    try:
+        check_loopback(field, host)
+    except ConfigError as exc:
+        raise SafetyError(
+            f"{field}: refusing to act on {url}: {exc.problem}. chaos-dynamo changes records only "
+            "on a lab at a loopback address"
+        ) from None
+    return url
+
+
+__all__ = ["Lab", "require_loopback_url", "AwsError"]

@@ -1,0 +1,69 @@
+"""Prometheus text exposition of the lab's counters (``GET /metrics`` on the lab API).
+
+Counters arrive as nested dictionaries from the DNS server, the LB fleet and the Route 53
+front; ``by_<label>`` levels become labels. So
+``{"lb-1": {"by_operation": {"GetItem": 3}}}`` renders as
+``chaos_dynamo_lb_requests_by_operation_total{lb="lb-1",operation="GetItem"} 3``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(labels: tuple[tuple[str, str], ...]) -> str:
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels) + "}"
+
+
+def _metric_name(text: str) -> str:
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in text)
+
+
+def _walk(prefix: str, data: Mapping[str, Any], labels: tuple[tuple[str, str], ...],
+          outer_label: str | None) -> Iterator[tuple[str, tuple[tuple[str, str], ...], float]]:
+    for key, value in sorted(data.items(), key=lambda kv: str(kv[0])):
+        key = str(key)
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, (int, float)):
+            if outer_label is not None:
+                yield prefix, labels + ((outer_label, key),), float(value)
+            else:
+                yield f"{prefix}_{_metric_name(key)}", labels, float(value)
+        elif isinstance(value, Mapping):
+            if key.startswith("by_"):
+                yield from _walk(f"{prefix}_{_metric_name(key)}", value, labels, key[3:])
+            elif outer_label is not None:
+                yield from _walk(prefix, value, labels + ((outer_label, key),), None)
+            else:
+                yield from _walk(f"{prefix}_{_metric_name(key)}", value, labels, None)
+
+
+def render_family(prefix: str, data: Mapping[str, Any], label: str | None = None) -> list[str]:
+    """Lines for one counter tree; ``label`` names the first level's keys (e.g. "lb")."""
+    series: dict[str, list[str]] = {}
+    for name, labels, value in _walk(prefix, data, (), label):
+        metric = name if name.endswith("_total") else f"{name}_total"
+        text = f"{int(value)}" if float(value).is_integer() else repr(value)
+        series.setdefault(metric, []).append(f"{metric}{_labels(labels)} {text}")
+    lines: list[str] = []
+    for metric in sorted(series):
+        lines.append(f"# TYPE {metric} counter")
+        lines.extend(series[metric])
+    return lines
+
+
+def render(dns: Mapping[str, Any], lb: Mapping[str, Any], route53: Mapping[str, Any]) -> str:
+    """The whole ``/metrics`` page."""
+    lines = render_family("chaos_dynamo_dns_queries", dns)
+    fleet = {k: v for k, v in lb.items() if isinstance(v, Mapping) and k != "total"}
+    lines += render_family("chaos_dynamo_lb_requests", fleet, label="lb")
+    lines += render_family("chaos_dynamo_route53_changes", route53)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,292 @@
+"""Run one experiment on a lab with the real ``chaos`` CLI, and judge the journal.
+
+``chaos run`` exits 0 when the steady state fails before the method, or when a method action
+raises; so this runner reads the journal itself and checks the experiment did what it
+declares. An experiment declares its purpose in its ``extensions``::
+
+    "extensions": [{"name": "chaos-dynamo", "expect": "deviate"}]
+
+``deviate``: the fault must break the hypothesis (a reproduction) and the rollbacks must put
+service back. ``hold`` (the default): the hypothesis must hold throughout.
+
+Whatever happens, including Ctrl-C, the runner finishes by checking the endpoint and, if it
+is still broken, restoring it itself, and says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from chaos_dynamo.clock import REAL_CLOCK
+from chaos_dynamo.errors import ConfigError, LabError
+from chaos_dynamo.lab.state import LabInfo, read_state, remove_state, state_path, write_state
+
+EXPECTATIONS = ("deviate", "hold")
+
+
+@dataclass
+class Verdict:
+    ok: bool
+    headline: str
+    lines: list[str] = field(default_factory=list)
+
+
+def load_experiment(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(str(path), f"is not valid JSON ({exc})", "fix the syntax") from None
+    if not isinstance(data, dict) or "method" not in data:
+        raise ConfigError(str(path), "is not a Chaos Toolkit experiment (no \"method\")",
+                          "see experiments/ for examples")
+    return data
+
+
+def expectation(experiment: dict[str, Any]) -> str:
+    """The experiment's declared purpose: ``deviate`` or ``hold``."""
+    for ext in experiment.get("extensions", []) or []:
+        if isinstance(ext, dict) and ext.get("name") == "chaos-dynamo" and "expect" in ext:
+            value = ext["expect"]
+            if value not in EXPECTATIONS:
+                raise ConfigError("extensions[chaos-dynamo].expect", f"{value!r} is not known",
+                                  f"use one of {list(EXPECTATIONS)}")
+            return str(value)
+    return "hold"
+
+
+@contextmanager
+def lab_for_run(state_file: str | None, seed: int | None) -> Iterator[tuple[LabInfo, bool]]:
+    """The running lab (from the state file), or a lab started in-process for this run."""
+    path = state_path(state_file)
+    try:
+        info = read_state(path)
+        from chaos_dynamo.endpoint._lab import fetch_info
+
+        yield fetch_info(info.api_url), False
+        return
+    except LabError:
+        if state_file:
+            raise
+    from chaos_dynamo.config import load_topology
+    from chaos_dynamo.lab.lab import Lab
+
+    click.echo("starting a lab for this run...")
+    started = REAL_CLOCK.monotonic()
+    lab = Lab(load_topology(None, seed=seed))
+    info = lab.start()
+    click.echo(f"lab ready in {REAL_CLOCK.monotonic() - started:.2f} s "
+               f"(API {info.api_url}, DNS {info.dns_host}:{info.dns_port})")
+    write_state(info, path)
+    try:
+        yield info, True
+    finally:
+        lab.stop()
+        remove_state(path, pid=info.pid)
+
+
+def chaos_command() -> list[str]:
+    """The `chaos` CLI of this environment."""
+    script = Path(sys.executable).with_name("chaos")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "chaostoolkit"]
+
+
+def run_experiment(experiment_path: Path, journal: Path | None = None, state_file: str | None = None,
+                   seed: int | None = None) -> int:
+    experiment = load_experiment(experiment_path)
+    expect = expectation(experiment)
+    journal = journal or Path("journals") / f"{experiment_path.stem}.json"
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    if journal.exists():
+        journal.unlink()
+    with lab_for_run(state_file, seed) as (info, _started):
+        env = os.environ | info.env() | {"CHAOS_DYNAMO_STATE": str(state_path(state_file))}
+        run_started = REAL_CLOCK.now()
+        command = chaos_command() + ["--no-version-check", "--log-file", str(journal.with_suffix(".log")),
+                                     "run", "--journal-path", str(journal), str(experiment_path)]
+        click.echo(f"$ {' '.join(command[-4:])}")
+        chaos_exit, interrupted = _run_chaos(command, env)
+        safety = _ensure_restored(info)
+        verdict = judge(journal, expect, chaos_exit, safety, interrupted)
+        timeline = _timeline(info, run_started)
+    click.echo("")
+    for line in verdict.lines:
+        click.echo(f"  {line}")
+    if timeline:
+        click.echo(f"  timeline of lab DNS answers for {info.primary_endpoint.name} (A):")
+        for line in timeline:
+            click.echo(f"    {line}")
+    click.secho(f"verdict: {verdict.headline}", fg="green" if verdict.ok else "red", bold=True)
+    click.echo(f"journal: {journal}")
+    return 0 if verdict.ok else 1
+
+
+def _run_chaos(command: list[str], env: dict[str, str]) -> tuple[int, bool]:
+    """Run `chaos`; on Ctrl-C or SIGTERM let it finish its rollbacks before returning."""
+    process = subprocess.Popen(command, env=env)
+
+    def forward_term(signum: int, frame: Any) -> None:
+        process.send_signal(signal.SIGINT)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, forward_term)
+    try:
+        return process.wait(), False
+    except KeyboardInterrupt:
+        try:
+            return process.wait(timeout=120), True
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            process.kill()
+            process.wait()
+            return 130, True
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@dataclass
+class Safety:
+    addresses: int
+    roundtrip: bool
+    restored_by_runner: bool
+    error: str = ""
+
+
+def _ensure_restored(info: LabInfo) -> Safety:
+    """Check the endpoint after the run; restore it if the experiment's rollback did not."""
+    from chaos_dynamo.endpoint import actions, probes
+
+    config = {"chaos_dynamo_api": info.api_url}
+    try:
+        count = probes.endpoint_addresses(configuration=config)
+        ok = count > 0 and probes.dynamodb_roundtrip(configuration=config)
+        if ok:
+            return Safety(count, True, False)
+        actions.restore_endpoint(configuration=config)
+        count = probes.endpoint_addresses(configuration=config)
+        return Safety(count, count > 0 and probes.dynamodb_roundtrip(configuration=config), True)
+    except Exception as exc:  # noqa: BLE001 - reported in the verdict, never swallowed silently
+        return Safety(0, False, False, f"{type(exc).__name__}: {exc}")
+
+
+def _probe_lines(probes: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for run in probes:
+        activity = run.get("activity", {})
+        name = activity.get("name", "?")
+        met = run.get("tolerance_met")
+        tolerance = json.dumps(activity.get("tolerance"))
+        status = "ok" if met else ("FAILED" if met is False else run.get("status", "?"))
+        output = run.get("output") if "output" in run else run.get("exception", [""])[-1:]
+        out.append(f"{name}: {json.dumps(output, default=str)} (tolerance {tolerance}) {status}")
+    return out
+
+
+def judge(journal_path: Path, expect: str, chaos_exit: int, safety: Safety, interrupted: bool) -> Verdict:
+    """Read the journal and decide whether the experiment did what it declares."""
+    lines: list[str] = []
+    if interrupted:
+        lines.append("the run was interrupted (Ctrl-C)")
+    try:
+        journal = json.loads(journal_path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError) as exc:
+        return Verdict(False, f"FAILED: no journal from chaos ({exc}); chaos exited {chaos_exit}",
+                       lines + _safety_lines(safety))
+    steady = journal.get("steady_states") or {}
+    before = steady.get("before") or {}
+    after = steady.get("after") or {}
+    method = [r for r in journal.get("run", []) if r.get("activity", {}).get("type") == "action"]
+    rollbacks = journal.get("rollbacks", [])
+    lines.append(f"experiment: {journal.get('experiment', {}).get('title', '?')}  "
+                 f"(chaos status {journal.get('status')!r}, exit {chaos_exit}; expected to {expect})")
+    before_met = before.get("steady_state_met")
+    lines.append(f"steady state before: {'met' if before_met else 'NOT met'}")
+    lines += [f"  {x}" for x in _probe_lines(before.get("probes", []))]
+    actions_ok = all(r.get("status") == "succeeded" for r in method)
+    for r in method:
+        lines.append(f"method: {r['activity'].get('name')} {r.get('status')}"
+                     + (f": {json.dumps(r.get('output'), default=str)}" if r.get("status") == "succeeded"
+                        else f": {''.join(r.get('exception', []))[-300:].strip()}"))
+    after_met = after.get("steady_state_met")
+    if after:
+        lines.append(f"steady state after: {'met' if after_met else 'NOT met (deviated)'}")
+        lines += [f"  {x}" for x in _probe_lines(after.get("probes", []))]
+    rollbacks_ok = all(r.get("status") == "succeeded" for r in rollbacks)
+    for r in rollbacks:
+        lines.append(f"rollback: {r['activity'].get('name')} {r.get('status')}")
+    lines += _safety_lines(safety)
+    restored = safety.addresses > 0 and safety.roundtrip and not safety.restored_by_runner
+
+    if interrupted:
+        return Verdict(False, "INTERRUPTED: the run did not finish"
+                       + ("; the endpoint is restored" if safety.roundtrip else ""), lines)
+    if not before_met:
+        return Verdict(False, "FAILED: the steady state did not hold before the method, so nothing "
+                       "was tested (is the lab healthy?)", lines)
+    if not actions_ok:
+        return Verdict(False, "FAILED: a method action raised; see the journal", lines)
+    if expect == "deviate":
+        if after_met is not False:
+            return Verdict(False, "NOT REPRODUCED: the hypothesis still held after the fault", lines)
+        if not (rollbacks_ok and restored):
+            return Verdict(False, "FAILED: the outage was reproduced, but the rollback did not "
+                           "restore service", lines)
+        return Verdict(True, "REPRODUCED: the endpoint went empty as the fault intended, and the "
+                       "rollback restored service", lines)
+    if after_met is False or journal.get("deviated"):
+        return Verdict(False, "DEVIATED: the hypothesis did not hold", lines)
+    if not (rollbacks_ok and restored):
+        return Verdict(False, "FAILED: service was not restored after the run", lines)
+    return Verdict(True, "HELD: the hypothesis held and service is healthy", lines)
+
+
+def _safety_lines(safety: Safety) -> list[str]:
+    if safety.error:
+        return [f"endpoint check after the run failed: {safety.error}"]
+    line = (f"endpoint after the run: {safety.addresses} address(es), DynamoDB round trip "
+            f"{'ok' if safety.roundtrip else 'FAILED'}")
+    if safety.restored_by_runner:
+        line += " (restored by chaos-dynamo's safety net, not by the experiment's rollback)"
+    return [line]
+
+
+def _timeline(info: LabInfo, since: float) -> list[str]:
+    """Changes in the lab DNS's answer for the primary endpoint during the run."""
+    from chaos_dynamo.endpoint._lab import http_json
+
+    name = info.primary_endpoint.name.rstrip(".") + "."
+    try:
+        log = http_json(f"{info.api_url}/_chaos_dynamo/dns/log?since={since}")
+    except LabError:
+        return []
+    lines: list[str] = []
+    last: tuple[str, int] | None = None
+    count = 0
+    start_t = 0.0
+    for entry in log:
+        if entry.get("name", "").lower().rstrip(".") + "." != name or entry.get("qtype") != "A":
+            continue
+        state = (entry["rcode"], int(entry["answers"]))
+        if state != last:
+            if last is not None:
+                lines.append(_timeline_line(start_t - since, last, count))
+            last, count, start_t = state, 0, float(entry["time"])
+        count += 1
+    if last is not None:
+        lines.append(_timeline_line(start_t - since, last, count))
+    return lines
+
+
+def _timeline_line(offset: float, state: tuple[str, int], count: int) -> str:
+    rcode, answers = state
+    what = f"{answers} address(es)" if answers else "NO ADDRESSES (empty answer)"
+    return f"+{offset:6.2f} s  {rcode:8s} {what}  [{count} quer{'y' if count == 1 else 'ies'}]"

@@ -1,0 +1,184 @@
+"""Resolve lab names through the lab DNS from inside any Python process.
+
+botocore (through urllib3) looks names up with ``socket.getaddrinfo``. This shim replaces
+that function: names inside the lab's zones are asked of the lab DNS over real UDP, and
+every other name goes to the system resolver untouched. Nothing is cached, as with glibc
+without nscd, so a service that looks names up on every retry shows it in the DNS log.
+
+It switches on at interpreter start when ``CHAOS_DYNAMO_DNS=host:port`` is set (through the
+``chaos_dynamo_shim.pth`` file the package installs), or explicitly::
+
+    with lab_resolver(("127.0.0.1", 5353), zones=["us-east-1.amazonaws.com"]):
+        boto3.client("dynamodb", endpoint_url="http://dynamodb.us-east-1.amazonaws.com:8000")
+
+Kept to the standard library: it is imported by every Python process that has the variable.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from chaos_dynamo.dns.client import DnsTimeout, query
+
+DNS_ENV = "CHAOS_DYNAMO_DNS"
+ZONES_ENV = "CHAOS_DYNAMO_ZONES"
+DISABLE_ENV = "CHAOS_DYNAMO_SHIM"
+
+_original_getaddrinfo: Callable[..., Any] = socket.getaddrinfo
+_lock = threading.Lock()
+_active: "_Resolver | None" = None
+
+# glibc's codes, so callers (botocore among them) see what a real outage shows them.
+EAI_NONAME = getattr(socket, "EAI_NONAME", -2)
+EAI_AGAIN = getattr(socket, "EAI_AGAIN", -3)
+EAI_NODATA = getattr(socket, "EAI_NODATA", -5)
+
+
+def parse_server(text: str) -> tuple[str, int]:
+    """``127.0.0.1:5353`` -> ("127.0.0.1", 5353); ValueError naming the variable otherwise."""
+    host, sep, port = text.strip().rpartition(":")
+    try:
+        if not sep or not host:
+            raise ValueError
+        ipaddress.ip_address(host)
+        number = int(port)
+        if not 0 < number < 65536:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"{DNS_ENV}={text!r} is not host:port (e.g. 127.0.0.1:5353); "
+                         "take it from `chaos-dynamo lab env`") from None
+    return host, number
+
+
+class _Resolver:
+    """The replacement getaddrinfo, with counters of what it resolved."""
+
+    def __init__(self, server: tuple[str, int], zones: Sequence[str] | None, timeout: float) -> None:
+        self.server = server
+        self.zones = tuple(z.lower().strip(".") for z in zones) if zones else None
+        self.timeout = timeout
+        self.counts = {"lab_lookups": 0, "lab_failures": 0, "passed_through": 0}
+
+    def _is_lab_name(self, host: str) -> bool | None:
+        """True/False when the zones are known; None when the lab DNS must be asked."""
+        if self.zones is None:
+            return None
+        name = host.lower().rstrip(".")
+        return any(name == z or name.endswith("." + z) for z in self.zones)
+
+    def getaddrinfo(self, host: Any, port: Any, family: int = 0, type: int = 0,  # noqa: A002
+                    proto: int = 0, flags: int = 0) -> list[Any]:
+        if not isinstance(host, str) or not host or _is_literal(host) or host == "localhost":
+            return _original_getaddrinfo(host, port, family, type, proto, flags)
+        lab = self._is_lab_name(host)
+        if lab is False:
+            self.counts["passed_through"] += 1
+            return _original_getaddrinfo(host, port, family, type, proto, flags)
+        addresses, refused = self._lookup(host, family)
+        if refused and lab is None:
+            self.counts["passed_through"] += 1
+            return _original_getaddrinfo(host, port, family, type, proto, flags)
+        self.counts["lab_lookups"] += 1
+        results: list[Any] = []
+        for address in addresses:
+            results.extend(_original_getaddrinfo(address, port, family, type, proto,
+                                                 flags | socket.AI_NUMERICHOST))
+        return results
+
+    def _lookup(self, host: str, family: int) -> tuple[list[str], bool]:
+        qtypes = {socket.AF_INET: ("A",), socket.AF_INET6: ("AAAA",)}.get(family, ("A", "AAAA"))
+        addresses: list[str] = []
+        rcodes: list[str] = []
+        for qtype in qtypes:
+            try:
+                answer = query(self.server, host, qtype, timeout=self.timeout)
+            except (DnsTimeout, OSError):
+                self.counts["lab_failures"] += 1
+                raise socket.gaierror(EAI_AGAIN, "Temporary failure in name resolution") from None
+            rcodes.append(answer.rcode)
+            addresses.extend(answer.addresses)
+        if all(r == "REFUSED" for r in rcodes):
+            return [], True
+        if addresses:
+            return addresses, False
+        self.counts["lab_failures"] += 1
+        if all(r == "NXDOMAIN" for r in rcodes):
+            raise socket.gaierror(EAI_NONAME, "Name or service not known")
+        if any(r not in ("NOERROR", "NXDOMAIN") for r in rcodes):
+            raise socket.gaierror(EAI_AGAIN, "Temporary failure in name resolution")
+        raise socket.gaierror(EAI_NODATA, "No address associated with hostname")
+
+
+def _is_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+        return True
+    except ValueError:
+        return False
+
+
+def install(server: tuple[str, int], zones: Sequence[str] | None = None, timeout: float = 1.0) -> None:
+    """Route lookups of lab names (or, with no zones given, any name the lab DNS serves)."""
+    global _active
+    with _lock:
+        _active = _Resolver(server, zones, timeout)
+        socket.getaddrinfo = _active.getaddrinfo
+
+
+def uninstall() -> None:
+    """Put the system resolver back."""
+    global _active
+    with _lock:
+        _active = None
+        socket.getaddrinfo = _original_getaddrinfo
+
+
+def active() -> bool:
+    return _active is not None
+
+
+def stats() -> dict[str, int]:
+    """What the shim resolved so far in this process."""
+    return dict(_active.counts) if _active else {}
+
+
+@contextmanager
+def lab_resolver(server: tuple[str, int], zones: Sequence[str] | None = None,
+                 timeout: float = 1.0) -> Iterator[None]:
+    """Resolve lab names through ``server`` inside the block."""
+    previous = _active
+    install(server, zones, timeout)
+    try:
+        yield
+    finally:
+        if previous is None:
+            uninstall()
+        else:
+            install(previous.server, previous.zones, previous.timeout)
+
+
+def install_from_env(environ: Any = None) -> bool:
+    """Install from $CHAOS_DYNAMO_DNS / $CHAOS_DYNAMO_ZONES; return True when active.
+
+    A bad value is reported on stderr and leaves the system resolver in place: a typo in
+    the environment must not stop every Python program from starting.
+    """
+    env = os.environ if environ is None else environ
+    text = env.get(DNS_ENV, "")
+    if not text or env.get(DISABLE_ENV, "1") == "0":
+        return False
+    try:
+        server = parse_server(text)
+    except ValueError as exc:
+        sys.stderr.write(f"chaos-dynamo shim not active: {exc}\n")
+        return False
+    zones = [z for z in env.get(ZONES_ENV, "").split(",") if z.strip()] or None
+    install(server, zones)
+    return True

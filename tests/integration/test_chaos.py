@@ -1,0 +1,120 @@
+"""The real `chaos` CLI on the lab: discovery, validation, the smoke experiment, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import dns.message
+import dns.query
+import pytest
+
+from chaos_dynamo.clock import wait_until
+from chaos_dynamo.endpoint import probes
+from chaos_dynamo.lab.state import LabInfo
+from tests.conftest import BIN, ROOT
+
+pytestmark = [pytest.mark.integration, pytest.mark.chaos]
+EXPERIMENTS = sorted((ROOT / "experiments").glob("*.json"))
+SMOKE = ROOT / "experiments" / "endpoint-empty-smoke.json"
+
+
+def test_chaos_discover_lists_every_activity_with_types_and_docs(tmp_path: Path) -> None:
+    out = tmp_path / "discovery.json"
+    result = subprocess.run([str(BIN / "chaos"), "--no-version-check", "discover", "--no-system-info",
+                             "--no-install", "--discovery-path", str(out), "chaos-dynamo"],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr + result.stdout
+    activities = {a["name"]: a for a in json.loads(out.read_text())["activities"]}
+    expected = {"empty_endpoint", "restore_endpoint", "endpoint_addresses", "endpoint_answer",
+                "dynamodb_roundtrip", "set_lb_faults", "reset_lb_faults"}
+    assert expected <= set(activities)
+    for name in expected:
+        activity = activities[name]
+        assert activity["doc"], f"{name} has no docstring"
+        for arg in activity["arguments"]:
+            assert "type" in arg, f"{name}({arg['name']}) is not annotated"
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=[p.name for p in EXPERIMENTS])
+def test_every_experiment_validates(path: Path) -> None:
+    result = subprocess.run([str(BIN / "chaos"), "--no-version-check", "--no-log-file", "validate", str(path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "experiment syntax and semantic look valid" in (result.stderr + result.stdout)
+
+
+def test_plain_chaos_run_deviates_and_rolls_back(lab_env: dict[str, str], tmp_path: Path,
+                                                config: dict[str, Any]) -> None:
+    journal = tmp_path / "journal.json"
+    result = subprocess.run([str(BIN / "chaos"), "--no-version-check", "--no-log-file", "run",
+                             "--journal-path", str(journal), str(SMOKE)],
+                            capture_output=True, text=True, timeout=300, env=lab_env, cwd=tmp_path)
+    data = json.loads(journal.read_text())
+    assert result.returncode == 1, "chaos exits 1 when the hypothesis deviates"
+    assert data["deviated"] is True
+    assert data["steady_states"]["before"]["steady_state_met"] is True
+    after = {p["activity"]["name"]: p["output"] for p in data["steady_states"]["after"]["probes"]}
+    assert after["endpoint-resolves"] == 0
+    observed = next(r for r in data["run"] if r["activity"]["name"] == "what-resolvers-see")
+    assert observed["output"]["rcode"] == "NOERROR" and observed["output"]["count"] == 0
+    assert [r["status"] for r in data["rollbacks"]] == ["succeeded"]
+    assert probes.endpoint_addresses(configuration=config) == 1
+
+
+def test_chaos_dynamo_run_prints_the_verdict(lab_state_file: Path, tmp_path: Path) -> None:
+    journal = tmp_path / "smoke.json"
+    result = subprocess.run([str(BIN / "chaos-dynamo"), "run", str(SMOKE), "--journal", str(journal),
+                             "--state-file", str(lab_state_file)],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "verdict: REPRODUCED" in result.stdout
+    assert "NO ADDRESSES" in result.stdout  # the timeline shows the empty answers
+    assert f"journal: {journal}" in result.stdout
+
+
+def test_a_hold_experiment_that_deviates_fails_the_run(lab_state_file: Path, tmp_path: Path) -> None:
+    experiment = json.loads(SMOKE.read_text())
+    experiment["extensions"] = [{"name": "chaos-dynamo", "expect": "hold"}]
+    path = tmp_path / "must-hold.json"
+    path.write_text(json.dumps(experiment))
+    result = subprocess.run([str(BIN / "chaos-dynamo"), "run", str(path), "--journal", str(tmp_path / "j.json"),
+                             "--state-file", str(lab_state_file)],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "verdict: DEVIATED" in result.stdout
+
+
+def test_ctrl_c_mid_method_still_restores_the_endpoint(lab_info: LabInfo, lab_state_file: Path,
+                                                       tmp_path: Path, config: dict[str, Any]) -> None:
+    experiment = json.loads(SMOKE.read_text())
+    experiment["method"].append({"type": "action", "name": "hold-the-outage", "provider": {
+        "type": "process", "path": "sleep", "arguments": "60"}})
+    path = tmp_path / "long.json"
+    path.write_text(json.dumps(experiment))
+    process = subprocess.Popen([str(BIN / "chaos-dynamo"), "run", str(path), "--journal",
+                                str(tmp_path / "j.json"), "--state-file", str(lab_state_file)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+                               start_new_session=True)
+
+    def empty() -> bool:
+        query = dns.message.make_query(lab_info.primary_endpoint.name, "A")
+        response = dns.query.udp(query, lab_info.dns_host, port=lab_info.dns_port, timeout=2)
+        return not response.answer
+
+    try:
+        assert wait_until(empty, timeout=120, interval=0.1), "the method never emptied the endpoint"
+        # Ctrl-C in a terminal reaches the whole foreground process group.
+        os.killpg(process.pid, signal.SIGINT)
+        output, _ = process.communicate(timeout=180)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+    assert process.returncode != 0
+    assert "INTERRUPTED" in output
+    assert probes.endpoint_addresses(configuration=config) == 1
+    assert probes.dynamodb_roundtrip(configuration=config) is True

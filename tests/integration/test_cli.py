@@ -1,0 +1,116 @@
+"""`chaos-dynamo lab up/status/env/down` as a user runs them: real processes, real sockets."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BIN
+
+pytestmark = pytest.mark.integration
+CLI = str(BIN / "chaos-dynamo")
+
+
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CHAOS_DYNAMO_"))}
+    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=timeout,
+                          env=base | (env or {}))
+
+
+def can_bind(kind: int, address: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address, port))
+            return True
+        except OSError:
+            return False
+
+
+def test_up_detach_status_env_down_leaves_nothing(tmp_path: Path) -> None:
+    state = tmp_path / "lab.json"
+    up = cli("lab", "up", "--detach", "--state-file", str(state), "--seed", "4")
+    assert up.returncode == 0, up.stderr + up.stdout
+    assert "dig @127.0.0.1" in up.stdout
+    try:
+        status = cli("lab", "status", "--json", "--state-file", str(state))
+        assert status.returncode == 0, status.stderr
+        data = json.loads(status.stdout)
+        assert data["running"] is True
+        assert set(data["counters"]) == {"dns", "lb", "route53"}
+
+        human = cli("lab", "status", "--state-file", str(state))
+        assert "lab running" in human.stdout and "lb-1" in human.stdout
+
+        env_out = cli("lab", "env", "--state-file", str(state))
+        assert env_out.returncode == 0
+        exports = dict(line.removeprefix("export ").split("=", 1) for line in env_out.stdout.splitlines())
+        assert exports["AWS_ENDPOINT_URL_DYNAMODB"].startswith("http://dynamodb.us-east-1.amazonaws.com:")
+        assert exports["CHAOS_DYNAMO_DNS"].startswith("127.0.0.1:")
+        assert exports["AWS_ACCESS_KEY_ID"] == "testing"
+
+        # A shell can eval it and then reach DynamoDB by name (the shim comes from the .pth file).
+        script = (f'eval "$({CLI} lab env --state-file {state})" && '
+                  f'{BIN}/python -c "import boto3; print(boto3.client(\'dynamodb\').list_tables()[\'TableNames\'])"')
+        shell = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60,
+                               env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
+        assert shell.returncode == 0, shell.stderr
+        assert "chaos-dynamo-plans" in shell.stdout
+
+        second = cli("lab", "up", "--detach", "--state-file", str(state))
+        assert second.returncode != 0 and "already running" in second.stderr
+    finally:
+        down = cli("lab", "down", "--state-file", str(state))
+    assert down.returncode == 0, down.stderr
+    assert not state.exists()
+    info = data["lab"]
+    api_port = int(info["api_url"].rsplit(":", 1)[1])
+    dns_port = int(info["dns"].rsplit(":", 1)[1])
+    assert can_bind(socket.SOCK_STREAM, "127.0.0.1", api_port)
+    assert can_bind(socket.SOCK_DGRAM, "127.0.0.1", dns_port)
+    assert can_bind(socket.SOCK_STREAM, "127.0.0.1", dns_port)
+    for lb in data["load_balancers"].values():
+        assert can_bind(socket.SOCK_STREAM, lb["address"], info["lb_port"])
+    again = cli("lab", "status", "--state-file", str(state))
+    assert again.returncode == 1 and "no lab is running" in again.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["--host", "0.0.0.0"], "lab.host"),
+        (["--host", "10.1.2.3"], "lab.host"),
+        (["--dns-port", "99999"], "lab.dns_port"),
+        (["--propagation-delay", "-2"], "lab.propagation_delay"),
+        (["--backend", "not-a-url"], "lab.backend"),
+        (["--region", "mars"], "lab.region"),
+    ],
+)
+def test_bad_arguments_are_refused_and_change_nothing(tmp_path: Path, args: list[str], field: str) -> None:
+    state = tmp_path / "lab.json"
+    result = cli("lab", "up", "--detach", "--state-file", str(state), *args)
+    assert result.returncode == 2
+    assert field in result.stderr
+    assert not state.exists()
+
+
+def test_bad_config_file_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "lab.toml"
+    config.write_text('[[load_balancers]]\nname = "x"\naddress = "127.0.0.21"\nweight = 300\n')
+    result = cli("lab", "up", "--config", str(config), "--state-file", str(tmp_path / "s.json"))
+    assert result.returncode == 2
+    assert "load_balancers[0].weight" in result.stderr
+    assert not (tmp_path / "s.json").exists()
+
+
+def test_commands_without_a_lab_say_how_to_start_one(tmp_path: Path) -> None:
+    state = str(tmp_path / "none.json")
+    env = cli("lab", "env", "--state-file", state)
+    assert env.returncode == 1 and "lab up --detach" in env.stderr
+    down = cli("lab", "down", "--state-file", state)
+    assert down.returncode == 0 and "no lab is running" in down.stdout

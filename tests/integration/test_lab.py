@@ -1,0 +1,175 @@
+"""The assembled lab over real sockets: DNS answers, DynamoDB through the endpoint's name,
+the empty endpoint, counters, metrics and propagation."""
+
+from __future__ import annotations
+
+import socket
+import urllib.request
+import uuid
+from collections import Counter
+from typing import Any
+
+import boto3
+import dns.message
+import dns.query
+import dns.rcode
+import pytest
+from botocore.config import Config
+from botocore.exceptions import EndpointConnectionError
+
+from chaos_dynamo.clock import wait_until
+from chaos_dynamo.config import load_topology
+from chaos_dynamo.endpoint import actions, probes
+from chaos_dynamo.lab.lab import Lab
+from chaos_dynamo.lab.state import LabInfo
+from chaos_dynamo.shim import lab_resolver
+
+pytestmark = pytest.mark.integration
+
+
+def ask(info: LabInfo, name: str, qtype: str = "A", tcp: bool = False) -> dns.message.Message:
+    query = dns.message.make_query(name, qtype)
+    send = dns.query.tcp if tcp else dns.query.udp
+    return send(query, info.dns_host, port=info.dns_port, timeout=2.0)
+
+
+def addresses(response: dns.message.Message) -> list[str]:
+    return [item.to_text() for rrset in response.answer for item in rrset if rrset.rdtype in (1, 28)]
+
+
+def ddb_client(info: LabInfo, url: str | None = None) -> Any:
+    return boto3.client(
+        "dynamodb", endpoint_url=url or info.dynamodb_url(), region_name=info.region,
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=2, read_timeout=5),
+    )
+
+
+def test_endpoint_and_variants_answer_over_udp_and_tcp(lab_info: LabInfo) -> None:
+    lb_addresses = {lb["address"] for lb in lab_info.load_balancers}
+    for tcp in (False, True):
+        response = ask(lab_info, "dynamodb.us-east-1.amazonaws.com", tcp=tcp)
+        assert response.rcode() == dns.rcode.NOERROR
+        assert response.flags & dns.flags.AA
+        got = addresses(response)
+        assert len(got) == 1 and got[0] in lb_addresses
+    fips = ask(lab_info, "DynamoDB-FIPS.us-east-1.amazonaws.com")  # names are case-insensitive
+    assert addresses(fips)[0] in lb_addresses
+    v6 = ask(lab_info, "dynamodb.us-east-1.api.aws", "AAAA")
+    assert addresses(v6)[0] in {f"::ffff:{a}" for a in lb_addresses}
+
+
+def test_names_that_never_existed_and_names_outside_the_lab(lab_info: LabInfo) -> None:
+    assert ask(lab_info, "nothing-here.us-east-1.amazonaws.com").rcode() == dns.rcode.NXDOMAIN
+    assert ask(lab_info, "example.com").rcode() == dns.rcode.REFUSED
+
+
+def test_weighted_answers_follow_the_plan_weights(lab_info: LabInfo) -> None:
+    weights = {lb["address"]: lb["weight"] for lb in lab_info.load_balancers}
+    total_weight = sum(weights.values())
+    n = 1200
+    seen = Counter(addresses(ask(lab_info, "dynamodb.us-east-1.amazonaws.com"))[0] for _ in range(n))
+    assert set(seen) <= set(weights)
+    for address, weight in weights.items():
+        p = weight / total_weight
+        sigma = (n * p * (1 - p)) ** 0.5
+        # Five standard deviations: a real skew fails, chance essentially never does.
+        assert abs(seen[address] - n * p) < 5 * sigma, (address, seen[address], n * p)
+
+
+def test_dynamodb_through_the_endpoint_name_and_lb_counts(lab: Lab, lab_info: LabInfo) -> None:
+    assert lab.fleet is not None
+    api = ddb_client(lab_info, lab_info.api_url)
+    table = f"t-{uuid.uuid4().hex[:8]}"
+    api.create_table(TableName=table, KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+                     BillingMode="PAY_PER_REQUEST")
+    before = lab.fleet.counters()
+    with lab_resolver(lab_info.dns, zones=list(lab_info.zones)):
+        client = ddb_client(lab_info)
+        for i in range(5):
+            client.put_item(TableName=table, Item={"k": {"S": str(i)}})
+        items = [client.get_item(TableName=table, Key={"k": {"S": str(i)}})["Item"] for i in range(3)]
+    assert [i["k"]["S"] for i in items] == ["0", "1", "2"]
+    after = lab.fleet.counters()
+
+    def op_total(counters: dict[str, Any], op: str) -> int:
+        return sum(v.get("by_operation", {}).get(op, 0) for k, v in counters.items()
+                   if isinstance(v, dict) and k != "total")
+
+    assert op_total(after, "PutItem") - op_total(before, "PutItem") == 5
+    assert op_total(after, "GetItem") - op_total(before, "GetItem") == 3
+
+
+def test_emptied_endpoint_is_nodata_and_boto3_cannot_connect(lab_info: LabInfo, config: dict[str, Any],
+                                                             restore_after: None) -> None:
+    assert probes.dynamodb_roundtrip(configuration=config) is True
+    result = actions.empty_endpoint(configuration=config)
+    assert result["deleted_records"] == len(lab_info.load_balancers)
+    response = ask(lab_info, "dynamodb.us-east-1.amazonaws.com")
+    # What resolvers saw in us-east-1: a normal answer with nothing in it.
+    assert response.rcode() == dns.rcode.NOERROR
+    assert addresses(response) == []
+    assert probes.endpoint_answer(configuration=config) | {"addresses": []} == {
+        "name": "dynamodb.us-east-1.amazonaws.com", "rcode": "NOERROR", "addresses": [], "count": 0}
+    with lab_resolver(lab_info.dns, zones=list(lab_info.zones)):
+        with pytest.raises(socket.gaierror):
+            socket.getaddrinfo("dynamodb.us-east-1.amazonaws.com", 80)
+        with pytest.raises(EndpointConnectionError):
+            ddb_client(lab_info).list_tables()
+    assert probes.dynamodb_roundtrip(configuration=config) is False
+    # The other endpoints are untouched.
+    assert len(addresses(ask(lab_info, "dynamodb-fips.us-east-1.amazonaws.com"))) == 1
+
+    restored = actions.restore_endpoint(configuration=config)
+    assert restored["generation"] == 1
+    assert len(addresses(ask(lab_info, "dynamodb.us-east-1.amazonaws.com"))) == 1
+    assert probes.dynamodb_roundtrip(configuration=config) is True
+
+
+def test_dns_counters_and_log_match_what_was_sent(lab: Lab, lab_info: LabInfo) -> None:
+    assert lab.dns is not None
+    name = f"counted-{uuid.uuid4().hex[:6]}.us-east-1.amazonaws.com"
+    for _ in range(7):
+        ask(lab_info, name)
+    for _ in range(3):
+        ask(lab_info, name, "AAAA")
+    log = [r for r in lab.dns.query_log() if r.name.rstrip(".") == name]
+    assert Counter(r.qtype for r in log) == {"A": 7, "AAAA": 3}
+    assert all(r.rcode == "NXDOMAIN" and r.client == "127.0.0.1" for r in log)
+    by_name = lab.dns.counters()["by_name"]
+    assert by_name.get(name + ".", by_name.get(name)) == 10
+
+
+def test_metrics_endpoint_exposes_dns_and_lb_counters(lab_info: LabInfo) -> None:
+    ask(lab_info, "dynamodb.us-east-1.amazonaws.com")
+    with urllib.request.urlopen(f"{lab_info.api_url}/metrics", timeout=5) as response:
+        text = response.read().decode()
+        assert response.headers["Content-Type"].startswith("text/plain")
+    assert "# TYPE chaos_dynamo_dns_queries" in text
+    assert 'chaos_dynamo_lb_requests' in text
+    assert 'lb="lb-1"' in text
+    assert "chaos_dynamo_route53_changes_accepted_total" in text
+
+
+def test_changes_go_pending_then_insync_and_dns_follows() -> None:
+    topology = load_topology(None, seed=5, propagation_delay=2.0, resync_interval=0.0)
+    with Lab(topology) as slow_lab:
+        info = slow_lab.info()
+        route53 = slow_lab.client("route53")
+        zone_id = info.endpoints[0].zone_id
+        name = "canary.us-east-1.amazonaws.com"
+        ids = set()
+        for value in ("127.0.0.101", "127.0.0.102"):
+            response = route53.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={"Changes": [
+                {"Action": "UPSERT", "ResourceRecordSet": {
+                    "Name": name, "Type": "A", "TTL": 5, "ResourceRecords": [{"Value": value}]}}]})
+            change = response["ChangeInfo"]
+            assert change["Status"] == "PENDING"
+            ids.add(change["Id"])
+            # Until INSYNC the DNS still answers the old data, then it follows.
+            assert value not in addresses(ask(info, name))
+            assert wait_until(lambda c=change: route53.get_change(Id=c["Id"])["ChangeInfo"]["Status"] == "INSYNC",
+                              timeout=10)
+            assert addresses(ask(info, name)) == [value]
+        assert len(ids) == 2
