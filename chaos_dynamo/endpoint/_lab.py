@@ -34,7 +34,10 @@ def lab_info(configuration: Configuration = None) -> LabInfo:
     api = config.get("chaos_dynamo_api") or (None if config.get("chaos_dynamo_state")
                                              else os.environ.get("CHAOS_DYNAMO_API"))
     if api:
-        return fetch_info(str(api))
+        # The control API exists only on a lab; never send lab traffic anywhere else.
+        from chaos_dynamo.lab.lab import require_loopback_url
+
+        return fetch_info(require_loopback_url("chaos_dynamo_api", str(api)))
     return read_state(config.get("chaos_dynamo_state"))
 
 

@@ -173,3 +173,42 @@ def test_changes_go_pending_then_insync_and_dns_follows() -> None:
                               timeout=10)
             assert addresses(ask(info, name)) == [value]
         assert len(ids) == 2
+
+
+def test_activities_refuse_bad_input_and_change_nothing(lab_info: LabInfo, config: dict[str, Any]) -> None:
+    from chaos_dynamo.errors import ConfigError, LabError, SafetyError
+    from chaos_dynamo.lbfleet import actions as lb_actions
+
+    def state() -> tuple[int, dict[str, Any]]:
+        return probes.endpoint_addresses(configuration=config), lb_actions.reset_lb_faults(configuration=config)
+
+    before = state()
+    with pytest.raises(ConfigError) as info:
+        actions.empty_endpoint(endpoint="nope.example.com", configuration=config)
+    assert info.value.field == "endpoint" and "dynamodb.us-east-1.amazonaws.com" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        actions.empty_endpoint(timeout=-1, configuration=config)
+    assert info.value.field == "timeout"
+    with pytest.raises(ConfigError) as info:
+        probes.endpoint_addresses(qtype="MX", configuration=config)
+    assert info.value.field == "qtype"
+    with pytest.raises(LabError, match="lb-99"):
+        lb_actions.set_lb_faults("lb-99", down=True, configuration=config)
+    with pytest.raises(LabError, match="faults.latency"):
+        lb_actions.set_lb_faults("lb-1", latency=-5, configuration=config)
+    with pytest.raises(SafetyError, match="not a 127.x.x.x address"):
+        actions.empty_endpoint(configuration={"chaos_dynamo_api": "http://192.0.2.10:4566"})
+    assert state() == before
+
+
+def test_lb_fault_actions_reach_the_fleet(lab: Lab, config: dict[str, Any]) -> None:
+    from chaos_dynamo.lbfleet import actions as lb_actions
+
+    assert lab.fleet is not None
+    try:
+        knobs = lb_actions.set_lb_faults("lb-2", latency=0.25, error_rate=0.5, configuration=config)
+        assert knobs["latency"] == 0.25 and knobs["error_rate"] == 0.5
+        assert lab.fleet["lb-2"].faults()["latency"] == 0.25
+    finally:
+        lb_actions.reset_lb_faults(configuration=config)
+    assert lab.fleet["lb-2"].faults()["latency"] == 0.0
