@@ -128,8 +128,8 @@ def ratio(numerator: float, denominator: float) -> float:
 
 
 def progress(message: str) -> None:
-    """One progress line on stderr (stdout carries the summary), flushed at once."""
-    print(f"  .. {message}", file=sys.stderr, flush=True)
+    """One progress line, flushed at once so a long step shows while it runs."""
+    print(f"  .. {message}", flush=True)
 
 
 def format_value(value: float, unit: str) -> str:
@@ -203,14 +203,24 @@ def lab_down(state_file: Path) -> float:
 
 
 @contextmanager
-def detached_lab() -> Iterator[LabInfo]:
+def detached_lab(config_toml: str = "") -> Iterator[LabInfo]:
     """A lab started with ``chaos-dynamo lab up --detach``, as a user runs it; always
-    stopped with ``lab down`` on the way out."""
+    stopped with ``lab down`` on the way out.
+
+    Args:
+        config_toml: a topology file's text (``--config``); the defaults when empty.
+    """
     with tempfile.TemporaryDirectory(prefix="chaos-dynamo-bench-") as tmp:
         state_file = Path(tmp) / "lab.json"
+        args = ["lab", "up", "--detach", "--state-file", str(state_file)]
+        if config_toml:
+            config = Path(tmp) / "lab.toml"
+            config.write_text(config_toml, encoding="utf-8")
+            args += ["--config", str(config)]
         try:
-            progress("starting a lab (chaos-dynamo lab up --detach)")
-            run_cli(["lab", "up", "--detach", "--state-file", str(state_file)])
+            progress("starting a lab: chaos-dynamo lab up --detach"
+                     + (" --config (" + " ".join(config_toml.split()) + ")" if config_toml else ""))
+            run_cli(args)
             yield read_state(state_file)
         finally:
             lab_down(state_file)

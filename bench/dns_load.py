@@ -24,6 +24,7 @@ Usage (prints one JSON object)::
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import math
 import select
@@ -39,6 +40,8 @@ HARD_MAX_QUERIES = 2_000_000
 """No run sends more than this, whatever it is asked."""
 HARD_MAX_SECONDS = 60.0
 """No run sends for longer than this, whatever it is asked."""
+SLOW_S = 0.005
+"""An answer slower than this (the p99 target) is counted as ``slow``."""
 _RCODES = {"answer": 0, "nxdomain": 3}
 
 
@@ -80,6 +83,7 @@ class LoadStats:
             "qps": round(self.answered / self.elapsed_s, 1) if self.elapsed_s > 0 else 0.0,
             "p50_ms": _pct_ms(lat, 50), "p90_ms": _pct_ms(lat, 90), "p99_ms": _pct_ms(lat, 99),
             "p999_ms": _pct_ms(lat, 99.9), "max_ms": _pct_ms(lat, 100),
+            "slow": len(lat) - bisect.bisect_right(lat, SLOW_S), "slow_limit_ms": SLOW_S * 1000,
             "send_lag_p99_ms": _pct_ms(lag, 99), "send_lag_max_ms": _pct_ms(lag, 100),
         }
 

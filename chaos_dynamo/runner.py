@@ -69,15 +69,17 @@ def expectation(experiment: dict[str, Any]) -> str:
 def lab_for_run(state_file: str | None, seed: int | None) -> Iterator[tuple[LabInfo, bool]]:
     """The running lab (from the state file), or a lab started in-process for this run."""
     path = state_path(state_file)
+    running: LabInfo | None = None
     try:
-        info = read_state(path)
         from chaos_dynamo.endpoint._lab import fetch_info
 
-        yield fetch_info(info.api_url), False
-        return
+        running = fetch_info(read_state(path).api_url)
     except LabError:
         if state_file:
             raise
+    if running is not None:
+        yield running, False
+        return
     from chaos_dynamo.config import load_topology
     from chaos_dynamo.lab.lab import Lab
 
@@ -132,17 +134,22 @@ def run_experiment(experiment_path: Path, journal: Path | None = None, state_fil
 
 
 def _run_chaos(command: list[str], env: dict[str, str]) -> tuple[int, bool]:
-    """Run `chaos`; on Ctrl-C or SIGTERM let it finish its rollbacks before returning."""
-    process = subprocess.Popen(command, env=env)
+    """Run `chaos`; on Ctrl-C or SIGTERM let it finish its rollbacks before returning.
+
+    `chaos` runs in its own session, so a terminal's Ctrl-C reaches only this process, which
+    passes exactly one SIGINT on (a second one could cut the rollbacks short).
+    """
+    process = subprocess.Popen(command, env=env, start_new_session=True)
 
     def forward_term(signum: int, frame: Any) -> None:
-        process.send_signal(signal.SIGINT)
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, forward_term)
     try:
         return process.wait(), False
     except KeyboardInterrupt:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
         try:
             return process.wait(timeout=120), True
         except (subprocess.TimeoutExpired, KeyboardInterrupt):
@@ -155,25 +162,39 @@ def _run_chaos(command: list[str], env: dict[str, str]) -> tuple[int, bool]:
 
 @dataclass
 class Safety:
-    addresses: int
+    """The endpoints as the runner found them after the run."""
+
+    healthy_endpoints: int
     roundtrip: bool
     restored_by_runner: bool
     error: str = ""
+    restored: list[str] = field(default_factory=list)
 
 
 def _ensure_restored(info: LabInfo) -> Safety:
-    """Check the endpoint after the run; restore it if the experiment's rollback did not."""
+    """Check every endpoint after the run; restore what the experiment's rollbacks did not.
+
+    Load-balancer faults are cleared too: a lab is left as the run found it.
+    """
     from chaos_dynamo.endpoint import actions, probes
+    from chaos_dynamo.lbfleet.actions import reset_lb_faults
 
     config = {"chaos_dynamo_api": info.api_url}
+
+    def broken() -> list[str]:
+        return [ep.name for ep in info.endpoints
+                if probes.endpoint_addresses(ep.name, "AAAA" if ep.ipv6 else "A", configuration=config) == 0
+                or not probes.dynamodb_roundtrip(ep.name, configuration=config)]
+
     try:
-        count = probes.endpoint_addresses(configuration=config)
-        ok = count > 0 and probes.dynamodb_roundtrip(configuration=config)
-        if ok:
-            return Safety(count, True, False)
-        actions.restore_endpoint(configuration=config)
-        count = probes.endpoint_addresses(configuration=config)
-        return Safety(count, count > 0 and probes.dynamodb_roundtrip(configuration=config), True)
+        reset_lb_faults(configuration=config)
+        bad = broken()
+        if bad:
+            actions.restore_endpoint(configuration=config)
+            still = broken()
+            return Safety(len(info.endpoints) - len(still), not still, True,
+                          f"still broken: {still}" if still else "", restored=bad)
+        return Safety(len(info.endpoints), True, False)
     except Exception as exc:  # noqa: BLE001 - reported in the verdict, never swallowed silently
         return Safety(0, False, False, f"{type(exc).__name__}: {exc}")
 
@@ -224,9 +245,10 @@ def judge(journal_path: Path, expect: str, chaos_exit: int, safety: Safety, inte
     for r in rollbacks:
         lines.append(f"rollback: {r['activity'].get('name')} {r.get('status')}")
     lines += _safety_lines(safety)
-    restored = safety.addresses > 0 and safety.roundtrip and not safety.restored_by_runner
+    restored = safety.roundtrip and not safety.restored_by_runner and not safety.error
+    status = journal.get("status")
 
-    if interrupted:
+    if interrupted or status == "interrupted":
         return Verdict(False, "INTERRUPTED: the run did not finish"
                        + ("; the endpoint is restored" if safety.roundtrip else ""), lines)
     if not before_met:
@@ -234,7 +256,14 @@ def judge(journal_path: Path, expect: str, chaos_exit: int, safety: Safety, inte
                        "was tested (is the lab healthy?)", lines)
     if not actions_ok:
         return Verdict(False, "FAILED: a method action raised; see the journal", lines)
+    if status in ("failed", "aborted"):
+        return Verdict(False, f"FAILED: chaos ended the run with status {status!r}; see the journal", lines)
+    if not after:
+        return Verdict(False, "FAILED: the steady state was not checked after the method", lines)
     if expect == "deviate":
+        if not method:
+            return Verdict(False, "FAILED: the experiment declares a reproduction but its method "
+                           "has no action", lines)
         if after_met is not False:
             return Verdict(False, "NOT REPRODUCED: the hypothesis still held after the fault", lines)
         if not (rollbacks_ok and restored):
@@ -242,7 +271,7 @@ def judge(journal_path: Path, expect: str, chaos_exit: int, safety: Safety, inte
                            "restore service", lines)
         return Verdict(True, "REPRODUCED: the endpoint went empty as the fault intended, and the "
                        "rollback restored service", lines)
-    if after_met is False or journal.get("deviated"):
+    if after_met is not True or journal.get("deviated"):
         return Verdict(False, "DEVIATED: the hypothesis did not hold", lines)
     if not (rollbacks_ok and restored):
         return Verdict(False, "FAILED: service was not restored after the run", lines)
@@ -252,11 +281,11 @@ def judge(journal_path: Path, expect: str, chaos_exit: int, safety: Safety, inte
 def _safety_lines(safety: Safety) -> list[str]:
     if safety.error:
         return [f"endpoint check after the run failed: {safety.error}"]
-    line = (f"endpoint after the run: {safety.addresses} address(es), DynamoDB round trip "
-            f"{'ok' if safety.roundtrip else 'FAILED'}")
     if safety.restored_by_runner:
-        line += " (restored by chaos-dynamo's safety net, not by the experiment's rollback)"
-    return [line]
+        return [f"after the run {safety.restored} did not resolve or answer; chaos-dynamo's safety net "
+                f"restored them (the experiment's rollback did not): "
+                f"{'ok' if safety.roundtrip else 'FAILED'}"]
+    return [f"after the run: {safety.healthy_endpoints} endpoint(s) resolve and answer DynamoDB"]
 
 
 def _timeline(info: LabInfo, since: float) -> list[str]:

@@ -36,11 +36,15 @@ ControlHandler = Callable[[str, str, dict[str, list[str]], Any], tuple[int, Any]
 """(method, path, query, json body) -> (status, json-serializable body)."""
 
 
+class _BadRequest(Exception):
+    """The HTTP request itself is malformed."""
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], front: "LabFront") -> None:
+    def __init__(self, address: tuple[str, int], front: LabFront) -> None:
         self.front = front
         super().__init__(address, _Handler)
 
@@ -124,7 +128,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch()
 
     def _body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            raise _BadRequest("Content-Length is not a non-negative whole number")
         return self.rfile.read(length) if length else b""
 
     def _send(self, status: int, body: bytes, content_type: str) -> None:
@@ -139,29 +148,44 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(payload, indent=2, sort_keys=True, default=str).encode(), "application/json")
 
     def _dispatch(self) -> None:
+        try:
+            self._route()
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        except _BadRequest as exc:
+            self.close_connection = True
+            self._send_json(400, {"error": str(exc)})
+        except Exception as exc:  # noqa: BLE001 - answer, never drop the connection silently
+            # A dropped connection would make SDKs retry a non-idempotent change batch.
+            self.close_connection = True
+            message = f"{type(exc).__name__}: {exc}"
+            if self.path.startswith("/2013-04-01/"):
+                self._send(500, xmlcodec.error_xml("InternalFailure", message, str(uuid.uuid4()),
+                                                   sender=False), "text/xml")
+            else:
+                self._send_json(500, {"error": message})
+
+    def _route(self) -> None:
         front = self.server.front
         url = urlparse(self.path)
         body = self._body()
-        try:
-            if url.path == "/metrics" and self.command == "GET":
-                self._send(200, front.metrics().encode(), "text/plain; version=0.0.4")
-                return
-            if url.path.startswith("/_chaos_dynamo/"):
-                self._control(url.path, parse_qs(url.query), body)
-                return
-            match = _RRSET.match(url.path)
-            if match and self.command == "POST":
-                self._change(match.group(1), body)
-                return
-            match = _CHANGE.match(url.path)
-            if match and self.command == "GET" and self._get_change(match.group(1)):
-                return
-            status = self._proxy(body)
-            if url.path.startswith("/2013-04-01/hostedzone") and self.command in ("POST", "DELETE") \
-                    and status < 300:
-                front.on_zone_change()
-        except (BrokenPipeError, ConnectionResetError):
+        if url.path == "/metrics" and self.command == "GET":
+            self._send(200, front.metrics().encode(), "text/plain; version=0.0.4")
             return
+        if url.path.startswith("/_chaos_dynamo/"):
+            self._control(url.path, parse_qs(url.query), body)
+            return
+        match = _RRSET.match(url.path)
+        if match and self.command == "POST":
+            self._change(match.group(1), body)
+            return
+        match = _CHANGE.match(url.path)
+        if match and self.command == "GET" and self._get_change(match.group(1)):
+            return
+        status = self._proxy(body)
+        if url.path.startswith("/2013-04-01/hostedzone") and self.command in ("POST", "DELETE") \
+                and status < 300:
+            front.on_zone_change()
 
     # --- Route 53 ---------------------------------------------------------------------
     def _change(self, zone_id: str, body: bytes) -> None:

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chaos_dynamo.clock import REAL_CLOCK, Clock
-from chaos_dynamo.errors import AwsError
+from chaos_dynamo.errors import AwsError, LabError
 from chaos_dynamo.route53.backend import Route53Backend
 from chaos_dynamo.route53.records import (
     RecordKey,
@@ -64,13 +64,17 @@ class Route53Service:
         backend: Route53Backend,
         publish: Publish,
         *,
+        remove: Callable[[str], None] | None = None,
         propagation_delay: float = 0.2,
         seed: int = 0,
         clock: Clock = REAL_CLOCK,
         history_limit: int = 100_000,
     ) -> None:
         self.backend = backend
-        self._publish = publish
+        self._publish_to_dns = publish
+        self._remove_from_dns = remove
+        self._published: dict[str, tuple[RecordSet, ...]] = {}
+        self._history_limit = history_limit
         self.propagation_delay = propagation_delay
         self._clock = clock
         self._rng = random.Random(seed)
@@ -81,7 +85,10 @@ class Route53Service:
         self._changes: dict[str, ChangeRecord] = {}
         self._insync: set[str] = set()
         self.history: deque[ChangeRecord] = deque(maxlen=history_limit)
-        self.counters: dict[str, int] = {"accepted": 0, "rejected": 0, "published": 0}
+        self.counters: dict[str, int] = {
+            "accepted": 0, "rejected": 0, "published": 0, "publish_errors": 0, "emulator_errors": 0,
+        }
+        self._counter_lock = threading.Lock()
         # Pending publications: (due monotonic time, sequence, zone id, snapshot, change id).
         self._pending: list[tuple[float, int, str, ZoneSnapshot, str]] = []
         self._pending_zones: dict[str, int] = {}
@@ -115,10 +122,12 @@ class Route53Service:
             return self._zone_locks.setdefault(zone_id, threading.Lock())
 
     def resync(self) -> int:
-        """Publish every zone as the emulator holds it, except zones with changes in flight.
+        """Publish zones as the emulator holds them, except zones with changes in flight.
 
         Picks up zones and records written to the emulator directly (for example by a
-        LocalStack init hook). Returns the number of zones published.
+        LocalStack init hook) and forgets zones deleted there. A zone whose records did not
+        change is not republished, so the DNS keeps its answer cache. Returns the number of
+        zones published.
         """
         zones = self.refresh_zones()
         published = 0
@@ -127,10 +136,31 @@ class Route53Service:
                 with self._cond:
                     if self._pending_zones.get(zone_id):
                         continue
-                records = tuple(self.backend.list_records(zone_id))
-                self._publish(ZoneSnapshot(zone_id, name, records))
-                published += 1
+                records = _ordered(index_records(self.backend.list_records(zone_id)))
+                if self._published.get(zone_id) == records:
+                    continue
+                if self._publish(ZoneSnapshot(zone_id, name, records)):
+                    published += 1
+        for zone_id in sorted(set(self._published) - set(zones)):
+            with self._lock(zone_id):
+                self._published.pop(zone_id, None)
+                if self._remove_from_dns is not None:
+                    self._remove_from_dns(zone_id)
         return published
+
+    def _publish(self, snapshot: ZoneSnapshot) -> bool:
+        """Hand a snapshot to the DNS; a failure is counted, never fatal to the caller."""
+        try:
+            self._publish_to_dns(snapshot)
+        except Exception:  # noqa: BLE001 - counted and visible in lab status
+            self._count("publish_errors")
+            return False
+        self._published[snapshot.zone_id] = snapshot.records
+        return True
+
+    def _count(self, key: str) -> None:
+        with self._counter_lock:
+            self.counters[key] += 1
 
     # --- changes ----------------------------------------------------------------------
     def change(self, zone_id: str, changes: list[Change], comment: str | None = None) -> ChangeRecord:
@@ -147,9 +177,9 @@ class Route53Service:
             try:
                 target = apply_changes(zone_name, current, changes, zone_id=zone_id)
             except AwsError:
-                self.counters["rejected"] += 1
+                self._count("rejected")
                 raise
-            self.backend.converge(zone_id, target)
+            self._write(zone_id, current, target)
             record = ChangeRecord(
                 change_id=self._new_change_id(),
                 zone_id=zone_id,
@@ -160,11 +190,35 @@ class Route53Service:
                     (c.action, c.record.name, c.record.type, c.record.set_identifier) for c in changes
                 ),
             )
-            self._changes[record.change_id] = record
-            self.history.append(record)
-            self.counters["accepted"] += 1
+            self._remember(record)
+            self._count("accepted")
             self._schedule(zone_id, ZoneSnapshot(zone_id, zone_name, _ordered(target)), record.change_id)
         return record
+
+    def _write(self, zone_id: str, current: dict[RecordKey, RecordSet],
+               target: dict[RecordKey, RecordSet]) -> None:
+        """Make the emulator hold ``target``; on failure put ``current`` back and raise LabError."""
+        try:
+            self.backend.converge(zone_id, target)
+        except Exception as exc:
+            self._count("emulator_errors")
+            try:
+                self.backend.converge(zone_id, current)
+                undone = "the batch was rolled back"
+            except Exception:  # noqa: BLE001 - the original failure is what the caller needs
+                undone = "rolling it back failed too; restart the lab"
+            raise LabError(f"the emulator at {self.backend.endpoint_url} failed while applying a "
+                           f"change to zone {zone_id} ({type(exc).__name__}: {exc}); {undone}") from exc
+
+    def _remember(self, record: ChangeRecord) -> None:
+        """Keep the change for GetChange; the oldest are forgotten past the history limit."""
+        if len(self.history) == self.history.maxlen:
+            forgotten = self.history[0]
+            self._changes.pop(forgotten.change_id, None)
+            with self._cond:
+                self._insync.discard(forgotten.change_id)
+        self._changes[record.change_id] = record
+        self.history.append(record)
 
     def change_status(self, change_id: str) -> ChangeRecord | None:
         """The change with this id, or None when the lab did not issue it."""
@@ -206,12 +260,14 @@ class Route53Service:
                     return
                 _, _, zone_id, snapshot, change_id = heapq.heappop(self._pending)
             # Publish outside the condition so DNS work never blocks new batches.
-            self._publish(snapshot)
+            ok = self._publish(snapshot)
             with self._cond:
-                self._insync.add(change_id)
+                if ok:
+                    self._insync.add(change_id)
                 self._pending_zones[zone_id] -= 1
-                self.counters["published"] += 1
                 self._cond.notify_all()
+            if ok:
+                self._count("published")
 
     def close(self) -> None:
         with self._cond:

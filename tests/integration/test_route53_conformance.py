@@ -105,7 +105,7 @@ def test_plain_moto_breaks_the_rules_the_lab_enforces(plain_moto: str) -> None:
         problem = run_case(client, case)
         if problem:
             wrong[case.id] = problem
-    print("\nmoto alone differs from AWS on %d of %d cases:" % (len(wrong), len(SENDABLE)))
+    print(f"\nmoto alone differs from AWS on {len(wrong)} of {len(SENDABLE)} cases:")
     for case_id, problem in sorted(wrong.items()):
         print(f"  {case_id}: {problem}")
     # The rules the Enactor race and its fix depend on (DESIGN.md section 2).

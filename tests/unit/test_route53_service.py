@@ -1,0 +1,144 @@
+"""Route53Service coordination over an in-memory backend: propagation, resync, failures."""
+
+from __future__ import annotations
+
+import pytest
+
+from chaos_dynamo.errors import InvalidChangeBatch, LabError
+from chaos_dynamo.route53.records import RecordKey, RecordSet, ZoneSnapshot
+from chaos_dynamo.route53.rules import Change
+from chaos_dynamo.route53.service import Route53Service
+
+SOA = RecordSet("example.com.", "SOA", ttl=900, values=("ns. host. 1 7200 900 1209600 86400",))
+NS = RecordSet("example.com.", "NS", ttl=172800, values=("ns-1.example.net.",))
+
+
+class MemoryBackend:
+    endpoint_url = "memory://"
+
+    def __init__(self) -> None:
+        self.zones: dict[str, tuple[str, dict[RecordKey, RecordSet]]] = {
+            "Z1": ("example.com.", {SOA.key: SOA, NS.key: NS})}
+        self.fail_converge = 0
+
+    def list_zones(self) -> list[tuple[str, str]]:
+        return [(zid, name) for zid, (name, _) in self.zones.items()]
+
+    def list_records(self, zone_id: str) -> list[RecordSet]:
+        return list(self.zones[zone_id][1].values())
+
+    def converge(self, zone_id: str, target: dict[RecordKey, RecordSet]) -> int:
+        if self.fail_converge:
+            self.fail_converge -= 1
+            # Half-written, as a crashing emulator would leave it.
+            self.zones[zone_id][1].update(list(target.items())[:1])
+            raise ConnectionError("emulator went away")
+        self.zones[zone_id] = (self.zones[zone_id][0], dict(target))
+        return 0
+
+
+class Recorder:
+    def __init__(self, fail: bool = False) -> None:
+        self.snapshots: list[ZoneSnapshot] = []
+        self.removed: list[str] = []
+        self.fail = fail
+
+    def publish(self, snapshot: ZoneSnapshot) -> None:
+        if self.fail:
+            raise RuntimeError("dns broke")
+        self.snapshots.append(snapshot)
+
+    def remove(self, zone_id: str) -> None:
+        self.removed.append(zone_id)
+
+
+def service(backend: MemoryBackend, recorder: Recorder, delay: float = 0.0) -> Route53Service:
+    return Route53Service(backend, recorder.publish, remove=recorder.remove,  # type: ignore[arg-type]
+                          propagation_delay=delay, seed=1)
+
+
+def a_record(value: str) -> Change:
+    return Change("UPSERT", RecordSet("www.example.com.", "A", ttl=5, values=(value,)))
+
+
+def test_change_publishes_then_goes_insync_and_ids_are_unique() -> None:
+    backend, recorder = MemoryBackend(), Recorder()
+    svc = service(backend, recorder)
+    try:
+        first = svc.change("Z1", [a_record("192.0.2.1")])
+        second = svc.change("/hostedzone/Z1", [a_record("192.0.2.2")])
+        assert first.change_id != second.change_id
+        assert svc.wait_insync(second.change_id, timeout=10)
+        assert recorder.snapshots[-1].records[-1].values == ("192.0.2.2",)
+        assert svc.counters["accepted"] == 2
+    finally:
+        svc.close()
+
+
+def test_rejected_batch_changes_nothing() -> None:
+    backend, recorder = MemoryBackend(), Recorder()
+    svc = service(backend, recorder)
+    try:
+        with pytest.raises(InvalidChangeBatch):
+            svc.change("Z1", [a_record("192.0.2.1"), Change("DELETE", RecordSet("nope.example.com.", "A", ttl=5,
+                                                                                 values=("192.0.2.9",)))])
+        assert set(backend.zones["Z1"][1]) == {SOA.key, NS.key}
+        assert svc.counters["rejected"] == 1 and recorder.snapshots == []
+    finally:
+        svc.close()
+
+
+def test_emulator_failure_rolls_the_batch_back() -> None:
+    backend, recorder = MemoryBackend(), Recorder()
+    svc = service(backend, recorder)
+    try:
+        backend.fail_converge = 1
+        with pytest.raises(LabError, match="rolled back"):
+            svc.change("Z1", [a_record("192.0.2.1")])
+        assert set(backend.zones["Z1"][1]) == {SOA.key, NS.key}
+        assert svc.counters["emulator_errors"] == 1 and svc.counters["accepted"] == 0
+    finally:
+        svc.close()
+
+
+def test_resync_publishes_changes_made_elsewhere_once_and_forgets_deleted_zones() -> None:
+    backend, recorder = MemoryBackend(), Recorder()
+    svc = service(backend, recorder)
+    try:
+        assert svc.resync() == 1
+        assert svc.resync() == 0  # unchanged: not republished, the DNS keeps its cache
+        direct = RecordSet("direct.example.com.", "A", ttl=5, values=("192.0.2.5",))
+        backend.zones["Z1"][1][direct.key] = direct
+        assert svc.resync() == 1
+        assert direct in recorder.snapshots[-1].records
+        del backend.zones["Z1"]
+        svc.resync()
+        assert recorder.removed == ["Z1"]
+    finally:
+        svc.close()
+
+
+def test_resync_leaves_zones_with_changes_in_flight_alone() -> None:
+    backend, recorder = MemoryBackend(), Recorder()
+    svc = service(backend, recorder, delay=30.0)
+    try:
+        change = svc.change("Z1", [a_record("192.0.2.1")])
+        assert svc.resync() == 0  # publishing now would skip the propagation delay
+        assert not svc.is_insync(change.change_id)
+    finally:
+        svc.close()
+
+
+def test_a_failing_publish_is_counted_and_does_not_stop_propagation() -> None:
+    backend, recorder = MemoryBackend(), Recorder(fail=True)
+    svc = service(backend, recorder)
+    try:
+        first = svc.change("Z1", [a_record("192.0.2.1")])
+        assert not svc.wait_insync(first.change_id, timeout=0.5)
+        assert svc.counters["publish_errors"] == 1
+        recorder.fail = False
+        second = svc.change("Z1", [a_record("192.0.2.2")])
+        assert svc.wait_insync(second.change_id, timeout=10)
+    finally:
+        svc.close()
+
