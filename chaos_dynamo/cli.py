@@ -17,7 +17,8 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+from urllib.parse import urlparse
 
 import click
 
@@ -29,7 +30,7 @@ from chaos_dynamo.lab.state import LabInfo, read_state, remove_state, state_path
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def _fail(message: str, code: int = EXIT_FAILED) -> None:
+def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     click.secho(f"error: {message}", fg="red", err=True)
     sys.exit(code)
 
@@ -49,13 +50,15 @@ def lab() -> None:
 
 _UP_OPTIONS = [
     click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML topology file."),
-    click.option("--seed", type=int, help="Seed for the topology and every random choice (default 0)."),
-    click.option("--region", help="Region name (default us-east-1)."),
+    click.option("--seed", type=int,
+                 help="Seed for the topology and every random choice (default 0; with --config, set it in the file)."),
+    click.option("--region", help="Region name (default us-east-1; with --config, set it in the file)."),
     click.option("--host", help="Loopback address for the API and DNS (default 127.0.0.1)."),
     click.option("--api-port", type=int, help="Port of the lab's AWS API (default: a free port)."),
     click.option("--dns-port", type=int, help="Port of the lab DNS, UDP and TCP (default: a free port)."),
     click.option("--lb-port", type=int, help="Port shared by the load balancers (default: a free port)."),
-    click.option("--backend", help="URL of an external moto_server or LocalStack (default: embedded moto)."),
+    click.option("--backend", help="http://127.0.0.1:PORT of a moto_server or LocalStack on this machine "
+                                   "(default: embedded moto)."),
     click.option("--propagation-delay", type=float, help="Seconds until a Route 53 change is INSYNC."),
     click.option("--state-file", type=click.Path(dir_okay=False), help="Where the running lab is recorded."),
 ]
@@ -74,29 +77,69 @@ def _topology(config_path: str | None, **overrides: Any) -> Any:
 
 
 def _running_lab(path: Path) -> LabInfo | None:
-    """The lab recorded in ``path`` if its process is still alive; a stale file is removed."""
+    """The lab recorded in ``path`` if its process is still that lab; a stale file is removed."""
     try:
         info = read_state(path)
     except LabError:
         return None
-    if _alive(info.pid):
+    if _exists(info.pid) and _is_our_lab(info, path):
         return info
     remove_state(path)
     return None
 
 
-def _alive(pid: int) -> bool:
+def _exists(pid: int) -> bool:
+    """Whether a live process has ``pid`` (ours to signal or not); a zombie has exited."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if cmdline.exists():  # a recycled pid belongs to some other program: not our lab
-        text = cmdline.read_bytes().replace(b"\0", b" ")
-        return b"chaos_dynamo" in text or b"chaos-dynamo" in text
-    return True
+    try:  # Linux: "pid (comm) S ...", the state after the last ')'
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _is_our_lab(info: LabInfo, path: Path) -> bool:
+    """Whether ``info.pid`` is still the lab the state file at ``path`` describes.
+
+    A pid can be recycled by any program, so it is confirmed before anyone signals it:
+    first by asking the lab's API which pid serves it; when the API does not answer, by
+    the process's command line, which for a lab that `lab up --detach` started holds
+    ``chaos_dynamo.cli`` and the state file's path.
+    """
+    host = urlparse(info.api_url).hostname or ""
+    from chaos_dynamo.config import is_loopback_host
+
+    if is_loopback_host(host):  # never ask anything off this machine
+        from chaos_dynamo.endpoint._lab import fetch_info
+
+        try:
+            return fetch_info(info.api_url, timeout=2.0).pid == info.pid
+        except LabError:
+            pass
+    cmdline = _cmdline(info.pid)
+    return cmdline is not None and "chaos_dynamo.cli" in cmdline and str(path) in cmdline
+
+
+def _cmdline(pid: int) -> str | None:
+    """The command line of ``pid`` (arguments joined by spaces), or None when unknown."""
+    proc = Path(f"/proc/{pid}/cmdline")
+    try:
+        return proc.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except FileNotFoundError:
+        if Path("/proc/self").exists():  # Linux: the process is gone
+            return None
+    except OSError:
+        return None
+    try:  # no /proc (macOS, BSD): ask ps
+        result = subprocess.run(["ps", "-p", str(pid), "-o", "command="], capture_output=True,
+                                text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None
 
 
 @lab.command("up")
@@ -118,7 +161,8 @@ def lab_up(config_path: str | None, seed: int | None, region: str | None, host: 
         _fail(f"a lab is already running (pid {running.pid}, state file {path}); "
               "run `chaos-dynamo lab down` first, or use another --state-file", EXIT_FAILED)
     if detach:
-        _detach(path)
+        _detach(path, config_path=config_path, seed=seed, region=region, host=host, api_port=api_port,
+                dns_port=dns_port, lb_port=lb_port, backend=backend, propagation_delay=propagation_delay)
         return
     _serve(topology, path)
 
@@ -153,10 +197,21 @@ def _serve(topology: Any, path: Path) -> None:
         remove_state(path, pid=os.getpid())
 
 
-def _detach(path: Path) -> None:
-    args = [a for a in sys.argv[1:] if a != "--detach"]
-    if "--state-file" not in " ".join(args):
-        args += ["--state-file", str(path)]
+def _detach(path: Path, **options: Any) -> None:
+    """Start ``lab up`` with the same options in a new session and wait until it is ready.
+
+    The child's arguments are built from the parsed options, not copied from ``sys.argv``
+    (which is another program's under click's CliRunner or when called from Python). The
+    state file's path is always passed: `lab down` looks for it in the child's command line.
+    """
+    args = ["lab", "up", "--state-file", str(path)]
+    for name, value in options.items():
+        if value is None:
+            continue
+        if name == "config_path":
+            args += ["--config", str(Path(value).absolute())]
+        else:
+            args += [f"--{name.replace('_', '-')}", str(value)]
     path.parent.mkdir(parents=True, exist_ok=True)
     log_path = path.with_suffix(".log")
     with open(log_path, "wb") as log:
@@ -212,17 +267,32 @@ def lab_down(state_file: str | None, timeout: float) -> None:
     except LabError:
         click.echo(f"no lab is running (no state file at {path})")
         return
-    if not _alive(info.pid):
+    if not _exists(info.pid):
         remove_state(path)
         click.echo(f"the lab (pid {info.pid}) had already exited; removed its state file")
         return
-    os.kill(info.pid, signal.SIGTERM)
-    if not wait_until(lambda: not _alive(info.pid), timeout=timeout, interval=0.05):
-        os.kill(info.pid, signal.SIGKILL)
-        wait_until(lambda: not _alive(info.pid), timeout=5, interval=0.05)
+    if not _is_our_lab(info, path):
+        remove_state(path)
+        click.echo(f"the lab (pid {info.pid}) had already exited and its pid now belongs to another "
+                   "program, which was left alone; removed the state file")
+        return
+    _signal(info.pid, signal.SIGTERM)
+    if not wait_until(lambda: not _exists(info.pid), timeout=timeout, interval=0.05):
+        _signal(info.pid, signal.SIGKILL)
+        wait_until(lambda: not _exists(info.pid), timeout=5, interval=0.05)
         click.echo(f"the lab (pid {info.pid}) did not stop in {timeout} s and was killed", err=True)
     remove_state(path)
     click.echo(f"lab stopped (pid {info.pid})")
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass  # it exited by itself meanwhile
+    except PermissionError:
+        _fail(f"not allowed to signal the lab (pid {pid}): it runs as another user; run "
+              "`chaos-dynamo lab down` as that user (the state file is left in place)")
 
 
 def _lab_status(info: LabInfo) -> dict[str, Any]:

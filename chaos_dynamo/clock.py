@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -66,7 +67,8 @@ class FakeClock:
             self._mono += max(0.0, seconds)
 
 
-def wait_until(predicate, timeout: float, interval: float = 0.02, clock: Clock = REAL_CLOCK) -> bool:  # type: ignore[no-untyped-def]
+def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.02,
+               clock: Clock = REAL_CLOCK) -> bool:
     """Poll ``predicate`` until it is true or ``timeout`` seconds pass; return its last value."""
     deadline = clock.monotonic() + timeout
     while True:

@@ -40,6 +40,8 @@ from chaos_dynamo.route53.records import is_within, normalize_name
 _LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 AZS = ("az1", "az2", "az3")
+RESERVED_LB_NAME = "total"
+"""The LB fleet reports its summed counters under this name, so no LB may have it."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ class Topology:
     lb_port: int = 0
     backend: str = ""
     propagation_delay: float = 0.2
-    resync_interval: float = 2.0
+    resync_interval: float = 2.0  # external backends only: how often to re-read records written behind the lab
     max_connection_age: float = 60.0
     record_ttl: int = 5
     plan_table: str = "chaos-dynamo-plans"
@@ -133,6 +135,9 @@ def default_topology(seed: int = 0, region: str = "us-east-1", lb_count: int = 6
 
 def check_loopback(field_name: str, address: str) -> str:
     """Return ``address`` if it is an IPv4 loopback address, else raise ConfigError."""
+    if not isinstance(address, str):  # ip_address() would take the integer 2130706433
+        raise ConfigError(field_name, f"{address!r} is not an IP address in quotes",
+                          "use a loopback address such as \"127.0.0.1\"")
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -142,6 +147,17 @@ def check_loopback(field_name: str, address: str) -> str:
         raise ConfigError(field_name, f"{address} is not a 127.x.x.x address",
                           "the lab binds only to loopback; use 127.0.0.x")
     return address
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and 127.x.x.x: the hosts the lab may bind, call or send to."""
+    if host == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return ip.version == 4 and ip.is_loopback
 
 
 def _check_port(field_name: str, value: Any) -> int:
@@ -185,32 +201,45 @@ def check_dns_name(field_name: str, value: Any) -> str:
 
 
 def check_backend(field_name: str, value: Any) -> str:
-    """An http(s) URL of an external emulator; empty means the embedded moto."""
+    """An http URL of an external emulator on loopback; empty means the embedded moto.
+
+    The lab sends the emulator every Route 53 and DynamoDB call, including the deletes of
+    an experiment, so it must be on this machine.
+    """
     if value in ("", None):
         return ""
     text = _check_str(field_name, value)
-    parsed = urlparse(text)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ConfigError(field_name, f"{text!r} is not an http(s) URL",
-                          "use e.g. http://127.0.0.1:5000 for a moto_server or LocalStack")
+    example = "use e.g. http://127.0.0.1:5000 for a moto_server or http://127.0.0.1:4566 for LocalStack"
+    try:
+        parsed = urlparse(text)
+        hostname, _ = parsed.hostname, parsed.port  # .port raises on a bad port
+    except ValueError as exc:
+        raise ConfigError(field_name, f"{text!r} is not a URL ({exc})", example) from None
+    if parsed.scheme != "http" or not hostname:
+        raise ConfigError(field_name, f"{text!r} is not an http:// URL", example)
+    if not is_loopback_host(hostname):
+        raise ConfigError(field_name, f"{hostname} in {text!r} is not a loopback address",
+                          "remote backends are not supported yet: run the emulator on this "
+                          "machine and give http://127.0.0.1:PORT or http://localhost:PORT")
     return text.rstrip("/")
 
 
 def validate(topology: Topology) -> Topology:
     """Check every field and the relations between them; return the topology unchanged."""
-    if not _REGION.match(topology.region):
+    if not isinstance(topology.region, str) or not _REGION.match(topology.region):
         raise ConfigError("lab.region", f"{topology.region!r} is not a region name",
                           "use e.g. us-east-1")
     check_loopback("lab.host", topology.host)
     for name in ("api_port", "dns_port", "lb_port"):
         _check_port(f"lab.{name}", getattr(topology, name))
+    _check_distinct_ports(topology)
     check_backend("lab.backend", topology.backend)
     _check_number("lab.propagation_delay", topology.propagation_delay, 0.0, 60.0)
     _check_number("lab.resync_interval", topology.resync_interval, 0.0, 3600.0)
     _check_number("lab.max_connection_age", topology.max_connection_age, 0.1, 86400.0)
     _check_int("lab.record_ttl", topology.record_ttl, 0, 2147483647)
     _check_int("lab.seed", topology.seed, 0, 2**63 - 1)
-    if not re.match(r"^[A-Za-z0-9_.-]{3,255}$", topology.plan_table):
+    if not isinstance(topology.plan_table, str) or not re.match(r"^[A-Za-z0-9_.-]{3,255}$", topology.plan_table):
         raise ConfigError("lab.plan_table", f"{topology.plan_table!r} is not a DynamoDB table name",
                           "use 3-255 letters, digits, '_', '-' or '.'")
     if not topology.zones:
@@ -239,9 +268,13 @@ def validate(topology: Topology) -> Topology:
     names: set[str] = set()
     addresses: set[str] = set()
     for i, lb in enumerate(topology.load_balancers):
-        if not re.match(r"^[A-Za-z0-9_-]{1,64}$", lb.name):
+        if not isinstance(lb.name, str) or not re.match(r"^[A-Za-z0-9_-]{1,64}$", lb.name):
             raise ConfigError(f"load_balancers[{i}].name", f"{lb.name!r} is not a valid name",
-                              "use 1-64 letters, digits, '-' or '_'")
+                              "use 1-64 letters, digits, '-' or '_' in quotes")
+        if lb.name == RESERVED_LB_NAME:
+            raise ConfigError(f"load_balancers[{i}].name", f"{lb.name!r} is reserved",
+                              f"the LB counters use {RESERVED_LB_NAME!r} for the fleet's sum; "
+                              "pick another name")
         check_loopback(f"load_balancers[{i}].address", lb.address)
         if lb.address == topology.host:
             raise ConfigError(f"load_balancers[{i}].address",
@@ -260,6 +293,18 @@ def validate(topology: Topology) -> Topology:
         raise ConfigError("load_balancers", "every weight is 0",
                           "give at least one load balancer a weight from 1 to 255")
     return topology
+
+
+def _check_distinct_ports(topology: Topology) -> None:
+    """Fixed ports must not collide: the API and the DNS (UDP and TCP) share ``lab.host``."""
+    api, dns, lb = topology.api_port, topology.dns_port, topology.lb_port
+    if api and api == dns:
+        raise ConfigError("lab.dns_port", f"{dns} is also lab.api_port on {topology.host}",
+                          "give the DNS and the API different ports, or 0 to pick free ones")
+    for other_name, other in (("lab.api_port", api), ("lab.dns_port", dns)):
+        if lb and lb == other:
+            raise ConfigError("lab.lb_port", f"{lb} is also {other_name}",
+                              "give the load balancers their own port, or 0 to pick a free one")
 
 
 # --- loading ----------------------------------------------------------------------------
@@ -316,11 +361,21 @@ def topology_from_mapping(doc: Mapping[str, Any], source: str = "<config>") -> T
             _unknown(f"endpoints[{i}]", e, {"name", "zone", "ipv6"})
             if "name" not in e:
                 raise ConfigError(f"endpoints[{i}].name", "is missing", "give the endpoint's DNS name")
-            zone = e.get("zone") or _zone_for(str(e["name"]), overrides.get("zones", base.zones))
+            name = _check_str(f"endpoints[{i}].name", e["name"]).lower().rstrip(".")
+            if "zone" in e:
+                zone = _check_str(f"endpoints[{i}].zone", e["zone"]).lower().rstrip(".")
+            else:
+                known = tuple(str(z) for z in overrides.get("zones", base.zones))
+                zone = _zone_for(name, known)
+                if not zone:
+                    raise ConfigError(f"endpoints[{i}].zone",
+                                      f"is omitted and {name!r} is inside none of the lab's zones {list(known)}",
+                                      "add its zone under [[zones]] and give zone = \"...\", "
+                                      "or use a name inside a listed zone")
             ipv6 = e.get("ipv6", False)
             if not isinstance(ipv6, bool):
                 raise ConfigError(f"endpoints[{i}].ipv6", f"{ipv6!r} is not true/false", "use true or false")
-            items.append(EndpointSpec(str(e["name"]).lower().rstrip("."), str(zone).lower().rstrip("."), ipv6))
+            items.append(EndpointSpec(name, zone, ipv6))
         overrides["endpoints"] = tuple(items)
     lbs = _array(doc, "load_balancers")
     if lbs is not None:
@@ -348,7 +403,18 @@ def _zone_for(name: str, zones: tuple[str, ...]) -> str:
 
 
 def load_topology(path: str | Path | None = None, **overrides: Any) -> Topology:
-    """Defaults, then the TOML file at ``path`` (if any), then non-None ``overrides``."""
+    """Defaults, then the TOML file at ``path`` (if any), then non-None ``overrides``.
+
+    ``seed`` and ``region`` shape the whole default topology (zones, endpoint names, LB
+    weights), so with a file they belong in its ``[lab]`` table: overriding them on top of
+    a file would leave its zones and weights from the other seed or region.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    clashing = [f"--{k}" for k in ("region", "seed") if k in given]
+    if path is not None and clashing:
+        raise ConfigError("/".join(clashing), f"cannot be combined with --config {path}",
+                          f"set {' and '.join(k.lstrip('-') for k in clashing)} in the file's "
+                          "[lab] table instead")
     if path is not None:
         p = Path(path)
         try:
@@ -359,9 +425,6 @@ def load_topology(path: str | Path | None = None, **overrides: Any) -> Topology:
             raise ConfigError("--config", f"{p} is not valid TOML ({exc})", "fix the syntax") from None
         topology = topology_from_mapping(doc, source=str(p))
     else:
-        topology = default_topology()
-    given = {k: v for k, v in overrides.items() if v is not None}
-    if path is None and ("seed" in given or "region" in given):
         topology = default_topology(seed=given.get("seed", 0), region=given.get("region", "us-east-1"))
     if given:
         topology = replace(topology, **given)

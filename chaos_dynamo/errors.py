@@ -64,7 +64,7 @@ class AwsError(ChaosDynamoError):
         super().__init__(f"{code}{where}: {message}")
 
     @classmethod
-    def from_client_error(cls, error: Exception, operation: str = "") -> "AwsError":
+    def from_client_error(cls, error: Exception, operation: str = "") -> AwsError:
         """Translate a botocore ``ClientError`` once, keeping the AWS error code."""
         response = getattr(error, "response", {}) or {}
         err = response.get("Error", {})

@@ -62,7 +62,7 @@ class Plan:
         }, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "Plan":
+    def from_json(cls, text: str) -> Plan:
         data: Mapping[str, Any] = json.loads(text)
         return cls(
             generation=int(data["generation"]),

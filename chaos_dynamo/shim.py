@@ -2,8 +2,10 @@
 
 botocore (through urllib3) looks names up with ``socket.getaddrinfo``. This shim replaces
 that function: names inside the lab's zones are asked of the lab DNS over real UDP, and
-every other name goes to the system resolver untouched. Nothing is cached, as with glibc
-without nscd, so a service that looks names up on every retry shows it in the DNS log.
+every other name goes to the system resolver untouched. Without ``CHAOS_DYNAMO_ZONES``
+every name is asked of the lab DNS first, and one it refuses, or any name while it does
+not answer, goes to the system resolver. Nothing is cached, as with glibc without nscd,
+so a service that looks names up on every retry shows it in the DNS log.
 
 It switches on at interpreter start when ``CHAOS_DYNAMO_DNS=host:port`` is set (through the
 ``chaos_dynamo_shim.pth`` file the package installs), or explicitly::
@@ -26,19 +28,22 @@ from contextlib import contextmanager
 from typing import Any
 
 from chaos_dynamo.dns.client import DnsTimeout, query
+from chaos_dynamo.dns.wire import WireError
 
 DNS_ENV = "CHAOS_DYNAMO_DNS"
 ZONES_ENV = "CHAOS_DYNAMO_ZONES"
 DISABLE_ENV = "CHAOS_DYNAMO_SHIM"
 
-_original_getaddrinfo: Callable[..., Any] = socket.getaddrinfo
+_original_getaddrinfo: Callable[..., list[Any]] = socket.getaddrinfo
 _lock = threading.Lock()
-_active: "_Resolver | None" = None
+_active: _Resolver | None = None
 
 # glibc's codes, so callers (botocore among them) see what a real outage shows them.
 EAI_NONAME = getattr(socket, "EAI_NONAME", -2)
 EAI_AGAIN = getattr(socket, "EAI_AGAIN", -3)
 EAI_NODATA = getattr(socket, "EAI_NODATA", -5)
+
+_QTYPES: dict[int, tuple[str, ...]] = {socket.AF_INET: ("A",), socket.AF_INET6: ("AAAA",)}
 
 
 def parse_server(text: str) -> tuple[str, int]:
@@ -54,7 +59,35 @@ def parse_server(text: str) -> tuple[str, int]:
     except ValueError:
         raise ValueError(f"{DNS_ENV}={text!r} is not host:port (e.g. 127.0.0.1:5353); "
                          "take it from `chaos-dynamo lab env`") from None
-    return host, number
+    return check_server((host, number))
+
+
+def check_server(server: tuple[str, int]) -> tuple[str, int]:
+    """Return ``server`` if its host is a loopback address; ValueError naming the variable.
+
+    The lab DNS only ever listens on loopback, so any other address is a mistake, and
+    sending every lookup of the process there would leak names off the machine.
+    """
+    host, port = server
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ValueError(f"{DNS_ENV}={host}:{port} is not a loopback address; the lab DNS listens "
+                         "on 127.0.0.x only: take the value from `chaos-dynamo lab env`")
+    return server
+
+
+class _Answer:
+    """What the lab DNS said about one name, reduced to what getaddrinfo needs."""
+
+    __slots__ = ("addresses", "refused", "unreachable")
+
+    def __init__(self, addresses: list[str], refused: bool = False, unreachable: bool = False) -> None:
+        self.addresses = addresses
+        self.refused = refused
+        self.unreachable = unreachable
 
 
 class _Resolver:
@@ -81,33 +114,51 @@ class _Resolver:
         if lab is False:
             self.counts["passed_through"] += 1
             return _original_getaddrinfo(host, port, family, type, proto, flags)
-        addresses, refused = self._lookup(host, family)
-        if refused and lab is None:
+        answer = self._lookup(host, family, lab_name=lab is True)
+        if lab is None and (answer.refused or answer.unreachable):
+            # Zones unknown: a name the lab does not serve, or a lab DNS that is not there,
+            # goes to the system resolver, as if the shim were not installed.
             self.counts["passed_through"] += 1
             return _original_getaddrinfo(host, port, family, type, proto, flags)
+        if answer.refused:
+            # A name inside the lab's zones that the lab DNS does not serve: as glibc
+            # reports an NXDOMAIN, never an empty list (callers index [0]).
+            self.counts["lab_failures"] += 1
+            raise socket.gaierror(EAI_NONAME, "Name or service not known")
         self.counts["lab_lookups"] += 1
         results: list[Any] = []
-        for address in addresses:
+        for address in answer.addresses:
             results.extend(_original_getaddrinfo(address, port, family, type, proto,
                                                  flags | socket.AI_NUMERICHOST))
         return results
 
-    def _lookup(self, host: str, family: int) -> tuple[list[str], bool]:
-        qtypes = {socket.AF_INET: ("A",), socket.AF_INET6: ("AAAA",)}.get(family, ("A", "AAAA"))
+    def _lookup(self, host: str, family: int, lab_name: bool) -> _Answer:
+        """Ask the lab DNS; raise gaierror for answers a resolver would report as errors.
+
+        With ``lab_name`` False (zones unknown) a silent server or a name that cannot be
+        asked is returned as ``unreachable`` for the caller to pass through.
+        """
         addresses: list[str] = []
         rcodes: list[str] = []
-        for qtype in qtypes:
+        for qtype in _QTYPES.get(family, ("A", "AAAA")):
             try:
                 answer = query(self.server, host, qtype, timeout=self.timeout)
+            except WireError:  # not a name DNS can carry (e.g. non-ASCII)
+                if not lab_name:
+                    return _Answer([], unreachable=True)
+                self.counts["lab_failures"] += 1
+                raise socket.gaierror(EAI_NONAME, "Name or service not known") from None
             except (DnsTimeout, OSError):
                 self.counts["lab_failures"] += 1
+                if not lab_name:
+                    return _Answer([], unreachable=True)
                 raise socket.gaierror(EAI_AGAIN, "Temporary failure in name resolution") from None
             rcodes.append(answer.rcode)
             addresses.extend(answer.addresses)
         if all(r == "REFUSED" for r in rcodes):
-            return [], True
+            return _Answer([], refused=True)
         if addresses:
-            return addresses, False
+            return _Answer(addresses)
         self.counts["lab_failures"] += 1
         if all(r == "NXDOMAIN" for r in rcodes):
             raise socket.gaierror(EAI_NONAME, "Name or service not known")
@@ -125,8 +176,13 @@ def _is_literal(host: str) -> bool:
 
 
 def install(server: tuple[str, int], zones: Sequence[str] | None = None, timeout: float = 1.0) -> None:
-    """Route lookups of lab names (or, with no zones given, any name the lab DNS serves)."""
+    """Route lookups of lab names (or, with no zones given, any name the lab DNS serves).
+
+    Raises:
+        ValueError: ``server`` is not a loopback address (the message names $CHAOS_DYNAMO_DNS).
+    """
     global _active
+    check_server(server)
     with _lock:
         _active = _Resolver(server, zones, timeout)
         socket.getaddrinfo = _active.getaddrinfo
@@ -174,11 +230,10 @@ def install_from_env(environ: Any = None) -> bool:
     text = env.get(DNS_ENV, "")
     if not text or env.get(DISABLE_ENV, "1") == "0":
         return False
+    zones = [z for z in env.get(ZONES_ENV, "").split(",") if z.strip()] or None
     try:
-        server = parse_server(text)
+        install(parse_server(text), zones)
     except ValueError as exc:
         sys.stderr.write(f"chaos-dynamo shim not active: {exc}\n")
         return False
-    zones = [z for z in env.get(ZONES_ENV, "").split(",") if z.strip()] or None
-    install(server, zones)
     return True

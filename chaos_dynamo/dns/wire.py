@@ -226,8 +226,8 @@ class Query:
     """A parsed query: what the server's fast path needs and nothing more.
 
     ``question`` is the question section exactly as sent (0x20 case kept) so that an
-    answer can echo it byte for byte; ``key`` is the same bytes lower-cased, which is
-    what the server caches answers under.
+    answer can echo it byte for byte; ``key`` is the same bytes with the name lower-cased
+    (qtype and qclass untouched), which is what the server caches answers under.
     """
 
     __slots__ = ("id", "flags", "question", "key", "qtype", "qclass", "edns", "udp_size")
@@ -239,7 +239,9 @@ class Query:
         self.id = qid
         self.flags = flags
         self.question = question
-        self.key = question.lower()  # ASCII-only lowering; label lengths are < 'A'
+        # ASCII-only lowering of the name (label lengths are < 'A'). The 4 type/class bytes
+        # stay as sent: lowering them would turn type 65 (0x41, 'A') into 97.
+        self.key = question[:-4].lower() + question[-4:]
         self.qtype = qtype
         self.qclass = qclass
         self.edns = edns

@@ -3,22 +3,26 @@
 An activity finds the lab, in order, from the experiment's ``configuration``
 (``chaos_dynamo_api``, or ``chaos_dynamo_state`` for a state file), then from
 ``$CHAOS_DYNAMO_API`` (printed by ``chaos-dynamo lab env``), then from the state file.
+Wherever the lab's addresses come from, they are checked once, here, to be loopback.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlparse
 
 from botocore.exceptions import ClientError
 
 from chaos_dynamo.clock import REAL_CLOCK, Clock, wait_until
-from chaos_dynamo.errors import AwsError, LabError
-from chaos_dynamo.lab.state import EndpointInfo, LabInfo, read_state
+from chaos_dynamo.config import is_loopback_host
+from chaos_dynamo.errors import AwsError, LabError, SafetyError
+from chaos_dynamo.lab.state import EndpointInfo, LabInfo, read_state, state_path
 from chaos_dynamo.route53.backend import make_client
 from chaos_dynamo.route53.records import RecordSet, normalize_name
 
@@ -27,18 +31,51 @@ Configuration = Mapping[str, Any] | None
 
 
 def lab_info(configuration: Configuration = None) -> LabInfo:
-    """The running lab's addresses; LabError saying how to start one when there is none."""
-    import os
+    """The running lab's addresses; LabError saying how to start one when there is none.
 
+    Raises:
+        SafetyError: the API URL, the DNS host or the emulator URL is not a loopback
+            address, whichever of configuration, environment or state file gave it.
+    """
     config = dict(configuration or {})
-    api = config.get("chaos_dynamo_api") or (None if config.get("chaos_dynamo_state")
-                                             else os.environ.get("CHAOS_DYNAMO_API"))
+    from_config = config.get("chaos_dynamo_api")
+    api = from_config or (None if config.get("chaos_dynamo_state") else os.environ.get("CHAOS_DYNAMO_API"))
     if api:
+        source = "configuration chaos_dynamo_api" if from_config else "$CHAOS_DYNAMO_API"
         # The control API exists only on a lab; never send lab traffic anywhere else.
         from chaos_dynamo.lab.lab import require_loopback_url
 
-        return fetch_info(require_loopback_url("chaos_dynamo_api", str(api)))
-    return read_state(config.get("chaos_dynamo_state"))
+        url = require_loopback_url("chaos_dynamo_api", str(api))
+        return check_loopback_info(fetch_info(url), f"the lab answering at {url} ({source})")
+    state = config.get("chaos_dynamo_state")
+    info = read_state(state)
+    return check_loopback_info(info, f"the state file {state_path(state)}")
+
+
+def check_loopback_info(info: LabInfo, source: str) -> LabInfo:
+    """Return ``info`` if every address in it is loopback; SafetyError naming the one that is not."""
+    for field, host, value in (
+        ("api_url", _url_host(info.api_url), info.api_url),
+        ("dns_host", info.dns_host, info.dns_host),
+        ("emulator_url", _url_host(info.emulator_url), info.emulator_url),
+    ):
+        if not isinstance(host, str) or not is_loopback_host(host):
+            raise SafetyError(
+                f"{field}: refusing to use {value!r} from {source}: it is not a loopback address "
+                "(127.x.x.x or localhost). "
+                "chaos-dynamo acts only on a lab at a loopback address; point the experiment at "
+                "the lab `chaos-dynamo lab up` started"
+            )
+    return info
+
+
+def _url_host(url: object) -> str | None:
+    if not isinstance(url, str):
+        return None
+    try:
+        return urlparse(url).hostname
+    except ValueError:
+        return None
 
 
 def fetch_info(api_url: str, timeout: float = 5.0) -> LabInfo:

@@ -5,19 +5,24 @@ record tree is deleted while the alias at the endpoint name still points at it, 
 get a normal answer with no addresses. ``restore_endpoint`` is the operator's fix, used as a
 rollback: the newest plan from the plan store is written back and the alias repointed.
 
-Both act only on a lab at a loopback address.
+Both act only on a lab at a loopback address (``_lab.lab_info`` checks it).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from chaos_dynamo.endpoint import _lab
-from chaos_dynamo.lab.lab import require_loopback_url
-from chaos_dynamo.plans import alias_records, delete_changes, generation_of_tree, tree_records, upsert_changes
-from chaos_dynamo.planstore import PlanStore
 from chaos_dynamo.config import EndpointSpec
+from chaos_dynamo.endpoint import _lab
 from chaos_dynamo.errors import ConfigError, LabError
+from chaos_dynamo.plans import (
+    alias_records,
+    delete_changes,
+    generation_of_tree,
+    tree_records,
+    upsert_changes,
+)
+from chaos_dynamo.planstore import PlanStore
 from chaos_dynamo.route53.backend import make_client
 
 __all__ = ["empty_endpoint", "restore_endpoint"]
@@ -43,8 +48,7 @@ def empty_endpoint(endpoint: str = "", wait: bool = True, timeout: float = 30.0,
         ``{"endpoint", "trees", "deleted_records", "change_id"}``.
     """
     timeout = _check_timeout(timeout)
-    info = _lab.lab_info(configuration)
-    require_loopback_url("chaos_dynamo_api", info.api_url)
+    info = _lab.lab_info(configuration)  # refuses a lab whose addresses are not loopback
     ep = info.endpoint(endpoint)
     client = _lab.route53(info)
     aliases = [r for r in _lab.records_at(client, ep.zone_id, ep.name) if r.alias is not None]
@@ -79,8 +83,7 @@ def restore_endpoint(endpoint: str = "", wait: bool = True, timeout: float = 30.
         ``{"generation", "endpoints", "change_ids"}``.
     """
     timeout = _check_timeout(timeout)
-    info = _lab.lab_info(configuration)
-    require_loopback_url("chaos_dynamo_api", info.api_url)
+    info = _lab.lab_info(configuration)  # refuses a lab whose addresses are not loopback
     store = PlanStore(make_client("dynamodb", info.api_url, info.region), info.plan_table)
     plan = store.newest()
     if plan is None:

@@ -15,7 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chaos_dynamo.dns.client import DnsTimeout, query
 from chaos_dynamo.endpoint import _lab
-from chaos_dynamo.errors import ConfigError
+from chaos_dynamo.errors import ConfigError, LabError
 from chaos_dynamo.planstore import PlanStore
 from chaos_dynamo.route53.backend import make_client
 from chaos_dynamo.shim import lab_resolver
@@ -37,13 +37,21 @@ def endpoint_answer(endpoint: str = "", qtype: str = "A", *,
     """What the lab DNS answers for the endpoint: ``{"name", "rcode", "addresses", "count"}``.
 
     An emptied endpoint answers ``NOERROR`` with ``count`` 0, as in us-east-1.
+
+    Raises:
+        LabError: the lab DNS did not answer, so nothing can be said about the endpoint
+            (a dead lab must not look like an emptied endpoint).
     """
+    qtype = _check_qtype(qtype)
     info = _lab.lab_info(configuration)
     ep = info.endpoint(endpoint)
     try:
-        answer = query(info.dns, ep.name, _check_qtype(qtype), timeout=2.0, retries=2)
-    except DnsTimeout:
-        return {"name": ep.name, "rcode": "TIMEOUT", "addresses": [], "count": 0}
+        answer = query(info.dns, ep.name, qtype, timeout=2.0, retries=2)
+    except DnsTimeout as exc:
+        raise LabError(
+            f"the lab DNS at {info.dns_host}:{info.dns_port} did not answer for {ep.name} ({exc}); "
+            "is the lab still running? check with `chaos-dynamo lab status`"
+        ) from None
     return {"name": ep.name, "rcode": answer.rcode, "addresses": list(answer.addresses),
             "count": len(answer.addresses)}
 
@@ -70,10 +78,12 @@ def dynamodb_roundtrip(endpoint: str = "", table: str = SMOKE_TABLE, timeout: fl
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 60:
         raise ConfigError("timeout", f"{timeout!r} is not a duration in seconds", "use 0.1 to 60")
     info = _lab.lab_info(configuration)
+    url = info.dynamodb_url(endpoint)
     # The table is made through the lab's API endpoint, not the name under test.
     PlanStore(make_client("dynamodb", info.api_url, info.region), table).ensure_table()
+    # Not make_client(): that one has a 30 s read timeout and takes no Config override.
     client = boto3.client(
-        "dynamodb", endpoint_url=info.dynamodb_url(endpoint), region_name=info.region,
+        "dynamodb", endpoint_url=url, region_name=info.region,
         aws_access_key_id="testing", aws_secret_access_key="testing",
         config=Config(retries={"max_attempts": 1, "mode": "standard"},
                       connect_timeout=timeout, read_timeout=timeout),
@@ -85,7 +95,6 @@ def dynamodb_roundtrip(endpoint: str = "", table: str = SMOKE_TABLE, timeout: fl
             client.put_item(TableName=table, Item={**key, "marker": {"S": marker}})
             item = client.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item", {})
     except (BotoCoreError, ClientError) as exc:
-        _lab.logger.info("DynamoDB round trip through %s failed: %s: %s",
-                         info.dynamodb_url(endpoint), type(exc).__name__, exc)
+        _lab.logger.info("DynamoDB round trip through %s failed: %s: %s", url, type(exc).__name__, exc)
         return False
     return bool(item.get("marker", {}).get("S") == marker)

@@ -13,14 +13,20 @@ DNS answers the endpoint.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
+import math
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from chaos_dynamo.clock import REAL_CLOCK, Clock
-from chaos_dynamo.config import Topology, check_loopback
+from chaos_dynamo.config import Topology, check_loopback, validate
 from chaos_dynamo.dns.server import LabDNS
 from chaos_dynamo.errors import AwsError, ConfigError, LabError, SafetyError
 from chaos_dynamo.lab import metrics
@@ -41,7 +47,8 @@ class Lab:
     """Starts, describes and stops one lab. Use as a context manager in tests."""
 
     def __init__(self, topology: Topology, *, clock: Clock = REAL_CLOCK) -> None:
-        self.topology = topology
+        """Raises ConfigError for an invalid topology, before anything binds."""
+        self.topology = validate(topology)
         self.clock = clock
         self._moto: Any = None
         self.emulator_url = ""
@@ -55,7 +62,7 @@ class Lab:
         self._resync_thread: threading.Thread | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
-    def __enter__(self) -> "Lab":
+    def __enter__(self) -> Lab:
         self.start()
         return self
 
@@ -68,10 +75,14 @@ class Lab:
             self._start_parts()
             self._bootstrap()
         except BaseException:
-            self.stop()
+            with contextlib.suppress(Exception):  # the start failure is the error to report
+                self.stop()
             raise
         self.started_at = self.clock.now()
-        if self.topology.resync_interval > 0:
+        # Only an external backend can be written behind the lab's back (init hooks, other
+        # tools); the embedded moto is reached only through the lab, so it needs no polling,
+        # which would otherwise cost the DNS tail latency under load.
+        if self.topology.backend and self.topology.resync_interval > 0:
             self._resync_thread = threading.Thread(target=self._resync_loop, name="lab-resync", daemon=True)
             self._resync_thread.start()
         return self.info()
@@ -84,6 +95,7 @@ class Lab:
         self.route53 = Route53Service(
             Route53Backend(self.emulator_url, t.region),
             self.dns.publish,
+            remove=self.dns.remove_zone,
             propagation_delay=t.propagation_delay,
             seed=t.seed,
             clock=self.clock,
@@ -116,21 +128,36 @@ class Lab:
         return f"http://{host}:{port}"
 
     def stop(self) -> None:
-        """Stop every part that was started; safe to call twice."""
+        """Stop every part that was started; safe to call twice.
+
+        A part that fails to stop does not keep the others running: each is stopped in
+        turn and the first error is raised at the end.
+        """
         self._resync_stop.set()
-        if self._resync_thread is not None:
-            self._resync_thread.join(timeout=10)
-            self._resync_thread = None
-        for part in (self.front, self.fleet, self.dns):
+        errors: list[BaseException] = []
+
+        def attempt(action: Callable[[], object]) -> None:
+            try:
+                action()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, after the rest
+                errors.append(exc)
+
+        thread, self._resync_thread = self._resync_thread, None
+        if thread is not None:
+            attempt(lambda: thread.join(timeout=10))
+        front, fleet, dns = self.front, self.fleet, self.dns
+        self.front, self.fleet, self.dns = None, None, None
+        for part in (front, fleet, dns):
             if part is not None:
-                part.stop()
-        self.front = self.fleet = self.dns = None  # type: ignore[assignment]
-        if self.route53 is not None:
-            self.route53.close()
-            self.route53 = None
-        if self._moto is not None:
-            self._moto.stop()
-            self._moto = None
+                attempt(part.stop)
+        route53, self.route53 = self.route53, None
+        if route53 is not None:
+            attempt(route53.close)
+        moto, self._moto = self._moto, None
+        if moto is not None:
+            attempt(moto.stop)
+        if errors:
+            raise errors[0]
 
     # --- topology -----------------------------------------------------------------------
     def client(self, service: str) -> Any:
@@ -139,6 +166,20 @@ class Lab:
         return make_client(service, self.front.url, self.topology.region)
 
     def _bootstrap(self) -> None:
+        """Create the topology, turning botocore's errors into ones that name the emulator."""
+        url = self.emulator_url
+        try:
+            self._create_topology()
+        except ClientError as exc:
+            error = AwsError.from_client_error(exc)
+            raise AwsError(error.code, f"{error.aws_message} (the emulator at {url} refused to "
+                           "set up the lab's topology)", error.operation) from exc
+        except BotoCoreError as exc:
+            fix = ("check that the emulator runs there, or omit --backend to use the embedded moto"
+                   if self.topology.backend else "the embedded moto server stopped answering")
+            raise LabError(f"the emulator at {url} did not answer ({exc}); {fix}") from None
+
+    def _create_topology(self) -> None:
         t = self.topology
         assert self.route53 is not None
         route53 = self.client("route53")
@@ -171,7 +212,7 @@ class Lab:
 
     def _on_zone_change(self) -> None:
         if self.route53 is not None:
-            self.route53.resync()
+            self.route53.sync_zones()
 
     def _resync_loop(self) -> None:
         while not self._resync_stop.wait(self.topology.resync_interval):
@@ -243,17 +284,15 @@ class Lab:
     def _control(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
         assert self.dns is not None and self.fleet is not None
         parts = [p for p in path.split("/") if p][1:]  # drop "_chaos_dynamo"
-        since = float(query["since"][0]) if "since" in query else None
+        since = _since(query)
         if parts == ["status"] and method == "GET":
             return 200, self.status()
         if parts == ["info"] and method == "GET":
-            return 200, self.info().__dict__ | {"endpoints": [e.__dict__ for e in self.info().endpoints]}
+            return 200, dataclasses.asdict(self.info())
         if parts == ["dns", "log"] and method == "GET":
-            return 200, [r.__dict__ if hasattr(r, "__dict__") else r._asdict()  # type: ignore[union-attr]
-                         for r in self.dns.query_log(since=since)]
+            return 200, [dataclasses.asdict(r) for r in self.dns.query_log(since=since)]
         if parts == ["lb", "log"] and method == "GET":
-            return 200, [r.__dict__ if hasattr(r, "__dict__") else r._asdict()  # type: ignore[union-attr]
-                         for r in self.fleet.request_log(since=since)]
+            return 200, [dataclasses.asdict(r) for r in self.fleet.request_log(since=since)]
         if len(parts) == 3 and parts[0] == "lb" and parts[2] == "faults" and method in ("POST", "PUT"):
             return 200, self._set_faults(parts[1], body or {})
         if parts == ["lb", "faults", "reset"] and method == "POST":
@@ -275,22 +314,52 @@ class Lab:
         unknown = sorted(set(body) - known)
         if unknown:
             raise ConfigError(f"faults.{unknown[0]}", "is not a fault knob", f"use one of {sorted(known)}")
-        if body.get("reset"):
+        # Check every knob before turning any, so a bad request changes nothing.
+        reset = _bool("faults.reset", body["reset"]) if "reset" in body else False
+        down = _bool("faults.down", body["down"]) if "down" in body else None
+        refuse_for = _seconds("faults.refuse_for", body["refuse_for"]) if "refuse_for" in body else None
+        latency = _seconds("faults.latency", body["latency"]) if "latency" in body else None
+        unhealthy = _bool("faults.unhealthy", body["unhealthy"]) if "unhealthy" in body else None
+        rate = body.get("error_rate")
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float))
+                                 or not 0 <= rate <= 1):
+            raise ConfigError("faults.error_rate", f"{rate!r} is not a fraction", "use 0.0 to 1.0")
+        status = body.get("error_status", 500)
+        if isinstance(status, bool) or status not in ERROR_STATUSES:
+            raise ConfigError("faults.error_status", f"{status!r} is not an injectable status",
+                              "use 500 (InternalServerError) or 400 (throttling)")
+        if reset:
             lb.reset_faults()
-        if "down" in body:
-            lb.set_down(_bool("faults.down", body["down"]))
-        if "refuse_for" in body:
-            lb.refuse_for(_seconds("faults.refuse_for", body["refuse_for"]))
-        if "latency" in body:
-            lb.set_latency(_seconds("faults.latency", body["latency"]))
-        if "unhealthy" in body:
-            lb.set_unhealthy(_bool("faults.unhealthy", body["unhealthy"]))
-        if "error_rate" in body:
-            rate = body["error_rate"]
-            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
-                raise ConfigError("faults.error_rate", f"{rate!r} is not a fraction", "use 0.0 to 1.0")
-            lb.set_error_rate(float(rate), int(body.get("error_status", 500)), seed=self.topology.seed)
+        if down is not None:
+            lb.set_down(down)
+        if refuse_for is not None:
+            lb.refuse_for(refuse_for)
+        if latency is not None:
+            lb.set_latency(latency)
+        if unhealthy is not None:
+            lb.set_unhealthy(unhealthy)
+        if rate is not None:
+            lb.set_error_rate(float(rate), int(status), seed=self.topology.seed)
         return lb.faults()
+
+
+ERROR_STATUSES = (400, 500)
+"""HTTP statuses the LB fleet can inject (see ``LoadBalancer.set_error_rate``)."""
+
+
+def _since(query: dict[str, list[str]]) -> float | None:
+    """The ``?since=T`` of a log route: seconds since the epoch, or None when absent."""
+    if "since" not in query:
+        return None
+    text = query["since"][0]
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ConfigError("since", f"{text!r} is not a time",
+                          "give seconds since the epoch, e.g. ?since=1700000000.5")
+    return value
 
 
 def _bool(field: str, value: Any) -> bool:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chaos_dynamo.errors import LabError
+from chaos_dynamo.errors import ConfigError, LabError
 
 DEFAULT_STATE_FILE = Path(".chaos-dynamo") / "lab.json"
 STATE_ENV = "CHAOS_DYNAMO_STATE"
@@ -57,17 +57,23 @@ class LabInfo:
         return self.endpoints[0]
 
     def endpoint(self, name: str | None) -> EndpointInfo:
-        """The named endpoint (case-insensitive, trailing dot optional) or the primary one."""
-        if not name:
+        """The named endpoint (case-insensitive, trailing dot optional) or the primary one.
+
+        Raises:
+            ConfigError: ``name`` (an activity's ``endpoint`` argument) is not a string or
+                not an endpoint of the lab.
+        """
+        if name is None or name == "":
             return self.primary_endpoint
+        names = [e.name for e in self.endpoints]
+        if not isinstance(name, str):
+            raise ConfigError("endpoint", f"{name!r} is not an endpoint name",
+                              f"give a name in quotes, one of {names}, or \"\" for the primary endpoint")
         wanted = name.lower().rstrip(".")
         for ep in self.endpoints:
             if ep.name == wanted:
                 return ep
-        from chaos_dynamo.errors import ConfigError
-
-        raise ConfigError("endpoint", f"{name!r} is not an endpoint of the lab",
-                          f"use one of {[e.name for e in self.endpoints]}")
+        raise ConfigError("endpoint", f"{name!r} is not an endpoint of the lab", f"use one of {names}")
 
     def dynamodb_url(self, endpoint: str | None = None) -> str:
         """The DynamoDB URL a service uses: the endpoint's DNS name on the LB port."""
@@ -91,7 +97,7 @@ class LabInfo:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "LabInfo":
+    def from_json(cls, text: str) -> LabInfo:
         data = json.loads(text)
         data["endpoints"] = tuple(EndpointInfo(**e) for e in data.get("endpoints", ()))
         data["load_balancers"] = tuple(data.get("load_balancers", ()))

@@ -28,7 +28,7 @@ CONVERGE_ROUNDS = 4
 
 def make_client(service: str, endpoint_url: str, region: str) -> Any:
     """A boto3 client for the lab's emulator: dummy credentials, quick failure, no retries."""
-    return boto3.client(
+    return boto3.client(  # type: ignore[call-overload]
         service,
         endpoint_url=endpoint_url,
         region_name=region,

@@ -114,7 +114,7 @@ class RecordSet:
         return out
 
     @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> "RecordSet":
+    def from_api(cls, data: Mapping[str, Any]) -> RecordSet:
         """Build from a boto3 ``ResourceRecordSet`` dictionary."""
         alias = None
         if data.get("AliasTarget"):

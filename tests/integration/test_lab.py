@@ -212,3 +212,155 @@ def test_lb_fault_actions_reach_the_fleet(lab: Lab, config: dict[str, Any]) -> N
     finally:
         lb_actions.reset_lb_faults(configuration=config)
     assert lab.fleet["lb-2"].faults()["latency"] == 0.0
+
+
+# --- review fixes: refused input, failed starts, partial stops, loopback info -------------
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def can_bind(kind: int, address: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address, port))
+            return True
+        except OSError:
+            return False
+
+
+def control(info: LabInfo, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
+    import json
+    import urllib.error
+
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"{info.api_url}/_chaos_dynamo/{path}", data=data,
+                                     method="GET" if data is None else "POST")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_an_invalid_topology_is_refused_before_anything_binds() -> None:
+    import dataclasses
+
+    from chaos_dynamo.errors import ConfigError
+
+    topology = dataclasses.replace(load_topology(None), host="0.0.0.0")
+    with pytest.raises(ConfigError) as info:
+        Lab(topology)
+    assert info.value.field == "lab.host"
+
+
+def test_an_unreachable_backend_is_one_clear_lab_error() -> None:
+    from chaos_dynamo.errors import LabError
+
+    backend = f"http://127.0.0.1:{free_port()}"
+    the_lab = Lab(load_topology(None, backend=backend, resync_interval=0.0))
+    with pytest.raises(LabError, match=f"the emulator at {backend} did not answer"):
+        the_lab.start()
+    assert the_lab.dns is None and the_lab.fleet is None and the_lab.front is None
+
+
+def test_stop_stops_every_part_even_when_one_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    the_lab = Lab(load_topology(None, seed=6, propagation_delay=0.0, resync_interval=0.0))
+    info = the_lab.start()
+    assert the_lab.front is not None
+    front_stop = the_lab.front.stop
+
+    def broken() -> None:
+        raise RuntimeError("front would not stop")
+
+    monkeypatch.setattr(the_lab.front, "stop", broken)
+    try:
+        with pytest.raises(RuntimeError, match="front would not stop"):
+            the_lab.stop()
+        # The parts after the failing one were still stopped: their ports are free.
+        assert can_bind(socket.SOCK_DGRAM, info.dns_host, info.dns_port)
+        assert can_bind(socket.SOCK_STREAM, info.dns_host, info.dns_port)
+        for lb in info.load_balancers:
+            assert can_bind(socket.SOCK_STREAM, lb["address"], info.lb_port)
+        assert the_lab.dns is None and the_lab.fleet is None and the_lab.route53 is None
+    finally:
+        front_stop()
+
+
+def test_control_routes_name_a_bad_since_and_error_status(lab: Lab, lab_info: LabInfo) -> None:
+    assert lab.fleet is not None
+    status, body = control(lab_info, "dns/log?since=abc")
+    assert status == 400 and body["field"] == "since", body
+    status, body = control(lab_info, "lb/log?since=nan")
+    assert status == 400 and body["field"] == "since", body
+    before = lab.fleet["lb-3"].faults()
+    status, body = control(lab_info, "lb/lb-3/faults", {"latency": 0.5, "error_rate": 0.5, "error_status": "x"})
+    assert status == 400 and body["field"] == "faults.error_status", body
+    assert "400" in body["error"] and "500" in body["error"]
+    status, body = control(lab_info, "lb/lb-3/faults", {"error_rate": 0.5, "error_status": 503})
+    assert status == 400 and body["field"] == "faults.error_status", body
+    assert lab.fleet["lb-3"].faults() == before  # a refused request changed no knob
+
+
+def test_logs_and_info_are_plain_json(lab_info: LabInfo) -> None:
+    ask(lab_info, "dynamodb.us-east-1.amazonaws.com")
+    status, log = control(lab_info, "dns/log?since=0")
+    assert status == 200 and log and {"name", "qtype", "rcode"} <= set(log[-1])
+    status, info = control(lab_info, "info")
+    assert status == 200 and LabInfo.from_json(__import__("json").dumps(info)) == lab_info
+
+
+def test_a_silent_lab_dns_is_a_lab_error_not_an_empty_endpoint(lab_info: LabInfo, tmp_path: Any) -> None:
+    import dataclasses
+
+    from chaos_dynamo.errors import LabError
+    from chaos_dynamo.lab.state import write_state
+
+    state = tmp_path / "dead-dns.json"
+    write_state(dataclasses.replace(lab_info, dns_port=free_port(socket.SOCK_DGRAM)), state)
+    with pytest.raises(LabError, match=r"the lab DNS at 127\.0\.0\.1:\d+ did not answer"):
+        probes.endpoint_addresses(configuration={"chaos_dynamo_state": str(state)})
+
+
+def test_a_non_string_endpoint_is_named(config: dict[str, Any]) -> None:
+    from chaos_dynamo.errors import ConfigError
+
+    for activity in (probes.endpoint_answer, probes.dynamodb_roundtrip, actions.empty_endpoint):
+        with pytest.raises(ConfigError) as info:
+            activity(endpoint=5, configuration=config)
+        assert info.value.field == "endpoint"
+
+
+@pytest.mark.parametrize(("field", "change"), [
+    ("api_url", {"api_url": "http://192.0.2.1:4566"}),
+    ("dns_host", {"dns_host": "192.0.2.53"}),
+    ("emulator_url", {"emulator_url": "http://moto.example.com:5000"}),
+])
+def test_lab_info_from_a_state_file_must_be_loopback(lab_info: LabInfo, tmp_path: Any, field: str,
+                                                     change: dict[str, Any]) -> None:
+    import dataclasses
+
+    from chaos_dynamo.errors import SafetyError
+    from chaos_dynamo.lab.state import write_state
+
+    state = tmp_path / "elsewhere.json"
+    write_state(dataclasses.replace(lab_info, **change), state)
+    with pytest.raises(SafetyError, match=f"^{field}: refusing") as info:
+        actions.empty_endpoint(configuration={"chaos_dynamo_state": str(state)})
+    assert str(state) in str(info.value)
+
+
+def test_lab_info_from_the_environment_is_checked(lab_info: LabInfo, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chaos_dynamo.endpoint import _lab
+    from chaos_dynamo.errors import SafetyError
+
+    monkeypatch.setenv("CHAOS_DYNAMO_API", lab_info.api_url)
+    assert _lab.lab_info(None) == lab_info
+    monkeypatch.setenv("CHAOS_DYNAMO_API", "http://192.0.2.7:4566")
+    with pytest.raises(SafetyError, match="chaos_dynamo_api"):
+        _lab.lab_info(None)

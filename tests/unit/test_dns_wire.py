@@ -307,3 +307,15 @@ def test_codes() -> None:
     assert wire.rcode_name(3) == "NXDOMAIN" and wire.rcode_name(11) == "RCODE11"
     with pytest.raises(wire.WireError):
         wire.type_code("NOPE")
+
+
+@pytest.mark.parametrize("qtype", [65, 0x4A, 0x5A])
+def test_query_key_lowers_the_name_but_not_the_type(qtype: int) -> None:
+    # Type 65 (HTTPS) is byte 0x41, ASCII 'A': lowering the whole question made it type 97.
+    question = wire.encode_name("WWW.Example.com") + qtype.to_bytes(2, "big") + b"\x00\x01"
+    data = wire.HEADER.pack(7, 0, 1, 0, 0, 0) + question
+    query = wire.parse_query(data)
+    assert query.qtype == qtype
+    assert query.key[:-4] == b"\x03www\x07example\x03com\x00"
+    assert int.from_bytes(query.key[-4:-2], "big") == qtype
+    assert query.key[-4:] == query.question[-4:]

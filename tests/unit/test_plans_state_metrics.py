@@ -13,13 +13,14 @@ from chaos_dynamo.lab.state import EndpointInfo, LabInfo, read_state, remove_sta
 from chaos_dynamo.plans import (
     Plan,
     alias_records,
+    delete_changes,
     generation_of_tree,
     plan_from_fleet,
     tree_name,
     tree_records,
+    upsert_changes,
 )
 from chaos_dynamo.route53.rules import apply_changes, change_from_api
-from chaos_dynamo.plans import upsert_changes, delete_changes
 
 
 def test_plan_tree_and_alias_apply_under_route53_rules() -> None:

@@ -142,3 +142,21 @@ def test_a_failing_publish_is_counted_and_does_not_stop_propagation() -> None:
     finally:
         svc.close()
 
+
+
+def test_sync_zones_reads_only_new_zones() -> None:
+    backend, recorder = MemoryBackend(), Recorder()
+    svc = service(backend, recorder)
+    try:
+        assert svc.sync_zones() == 1
+        backend.zones["Z2"] = ("other.com.", {})
+        calls: list[str] = []
+        original = backend.list_records
+        backend.list_records = lambda zone_id: calls.append(zone_id) or original(zone_id)  # type: ignore[method-assign]
+        assert svc.sync_zones() == 1
+        assert calls == ["Z2"]
+        del backend.zones["Z1"]
+        svc.sync_zones()
+        assert recorder.removed == ["Z1"]
+    finally:
+        svc.close()
