@@ -29,7 +29,7 @@ test-fast: $(STAMP)
 
 ## bench: speed targets, measured side by side in one run
 bench: $(STAMP)
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check chaos_dynamo tests bench

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,3 +62,14 @@ def restore_after(config: dict[str, Any]) -> Iterator[None]:
     from chaos_dynamo.endpoint.actions import restore_endpoint
 
     restore_endpoint(configuration=config)
+
+
+def can_bind(kind: int, address: str, port: int) -> bool:
+    """True when nothing holds ``address:port`` (a server that stopped left no listener)."""
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address, port))
+            return True
+        except OSError:
+            return False

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from chaos_dynamo.lab.state import LabInfo, write_state
-from tests.conftest import BIN
+from tests.conftest import BIN, can_bind
 
 pytestmark = pytest.mark.integration
 CLI = str(BIN / "chaos-dynamo")
@@ -24,16 +24,6 @@ def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> 
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CHAOS_DYNAMO_"))}
     return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=timeout,
                           env=base | (env or {}))
-
-
-def can_bind(kind: int, address: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((address, port))
-            return True
-        except OSError:
-            return False
 
 
 def test_up_detach_status_env_down_leaves_nothing(tmp_path: Path) -> None:

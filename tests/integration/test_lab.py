@@ -23,6 +23,7 @@ from chaos_dynamo.endpoint import actions, probes
 from chaos_dynamo.lab.lab import Lab
 from chaos_dynamo.lab.state import LabInfo
 from chaos_dynamo.shim import lab_resolver
+from tests.conftest import can_bind
 
 pytestmark = pytest.mark.integration
 
@@ -222,16 +223,6 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def can_bind(kind: int, address: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((address, port))
-            return True
-        except OSError:
-            return False
 
 
 def control(info: LabInfo, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
