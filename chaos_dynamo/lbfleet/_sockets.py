@@ -1,0 +1,130 @@
+"""An LB's sockets: the listening socket with its accept thread, and the accepted client
+connections, each of which another thread can cut at once (``set_down``, ``stop``)."""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import threading
+from collections.abc import Callable
+
+_LISTEN_BACKLOG = 512  # a retry storm opens many connections at once; do not drop SYNs.
+
+
+def _send_quietly(sock: socket.socket, data: bytes) -> None:
+    try:
+        sock.sendall(data)
+    except OSError:
+        pass
+
+
+def _shutdown_quietly(sock: socket.socket) -> None:
+    """Shut both directions so a thread blocked on ``sock`` wakes up; it may be closed already."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class _ClientConnection:
+    """One accepted client connection, and the means to cut it from another thread."""
+
+    def __init__(self, sock: socket.socket, host: str, port: int, accepted_at: float) -> None:
+        self.sock = sock
+        self.host = host
+        self.port = port
+        self.accepted_at = accepted_at
+        self.killed = threading.Event()
+        self.thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._upstream: socket.socket | None = None
+
+    def kill(self) -> None:
+        """Cut the connection (and its upstream request, if any) now; its thread then ends."""
+        with self._lock:
+            self.killed.set()
+            _shutdown_quietly(self.sock)
+            if self._upstream is not None:
+                _shutdown_quietly(self._upstream)
+
+    def attach_upstream(self, sock: socket.socket) -> bool:
+        """Make ``sock`` cut along with this connection; False if it is already cut."""
+        with self._lock:
+            if self.killed.is_set():
+                return False
+            self._upstream = sock
+            return True
+
+    def detach_upstream(self) -> None:
+        with self._lock:
+            self._upstream = None
+
+
+class _Listener:
+    """A listening socket plus the thread that accepts on it, closable from any thread.
+
+    ``close`` wakes the accept thread through a socket pair and lets *it* close the
+    listening socket: closing a socket another thread is selecting on is not safe.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        port: int,
+        on_accept: Callable[[socket.socket, tuple[str, int]], None],
+        name: str,
+    ) -> None:
+        self._sock = _bind_listener(address, port)
+        self.port: int = self._sock.getsockname()[1]
+        self._on_accept = on_accept
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._thread = threading.Thread(target=self._run, name=f"lb-{name}-accept", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop accepting and close the listening socket; returns once it is closed."""
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+        self._thread.join()
+        self._wake_w.close()
+
+    def _run(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._sock, selectors.EVENT_READ)
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            try:
+                while True:
+                    for key, _ in selector.select():
+                        if key.fileobj is self._wake_r:
+                            return
+                        self._accept_one()
+            finally:
+                self._sock.close()
+                self._wake_r.close()
+
+    def _accept_one(self) -> None:
+        try:
+            client, peer = self._sock.accept()
+        except OSError:  # the client gave up between select and accept, or no fds left
+            return
+        self._on_accept(client, peer)
+
+
+def _bind_listener(address: str, port: int) -> socket.socket:
+    """A non-blocking listening socket on address:port.
+
+    SO_REUSEADDR lets an LB that was taken down listen again on the same port while its
+    old connections sit in TIME_WAIT; on Linux it never lets two sockets listen at once.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address, port))
+        sock.listen(_LISTEN_BACKLOG)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
