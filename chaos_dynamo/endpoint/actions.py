@@ -12,16 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from chaos_dynamo.config import EndpointSpec
+from chaos_dynamo.control.enactor import Endpoint, initial_records
 from chaos_dynamo.endpoint import _lab
 from chaos_dynamo.errors import ConfigError, LabError
-from chaos_dynamo.plans import (
-    alias_records,
-    delete_changes,
-    generation_of_tree,
-    tree_records,
-    upsert_changes,
-)
+from chaos_dynamo.plans import delete_changes, generation_of_tree, upsert_changes
 from chaos_dynamo.planstore import PlanStore
 from chaos_dynamo.route53.backend import make_client
 
@@ -93,8 +87,7 @@ def restore_endpoint(endpoint: str = "", wait: bool = True, timeout: float = 30.
     client = _lab.route53(info)
     change_ids = []
     for ep in targets:
-        spec = EndpointSpec(ep.name, ep.zone, ep.ipv6)
-        records = tree_records(plan, spec, info.record_ttl) + alias_records(plan, spec, ep.zone_id)
+        records = initial_records(plan, Endpoint(ep.name, ep.zone_id, ep.ipv6), info.record_ttl)
         change_ids.append(_lab.change(client, ep, upsert_changes(records),
                                       f"chaos-dynamo: restore {ep.name} to plan {plan.generation}"))
     if wait:

@@ -27,13 +27,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chaos_dynamo.clock import REAL_CLOCK, Clock
 from chaos_dynamo.config import Topology, check_loopback, validate
+from chaos_dynamo.control.enactor import Endpoint, initial_records
 from chaos_dynamo.dns.server import LabDNS
 from chaos_dynamo.errors import AwsError, ConfigError, LabError, SafetyError
 from chaos_dynamo.lab import metrics
 from chaos_dynamo.lab.front import LabFront
 from chaos_dynamo.lab.state import EndpointInfo, LabInfo
 from chaos_dynamo.lbfleet.proxy import LBFleet
-from chaos_dynamo.plans import alias_records, plan_from_fleet, tree_records, upsert_changes
+from chaos_dynamo.plans import plan_from_fleet, upsert_changes
 from chaos_dynamo.planstore import PlanStore
 from chaos_dynamo.route53.backend import Route53Backend, make_client
 from chaos_dynamo.route53.records import normalize_name
@@ -202,7 +203,7 @@ class Lab:
         last_change = None
         for ep in t.endpoints:
             zone_id = self.zone_ids[normalize_name(ep.zone)]
-            records = tree_records(plan, ep, t.record_ttl) + alias_records(plan, ep, zone_id)
+            records = initial_records(plan, Endpoint(ep.name, zone_id, ep.ipv6), t.record_ttl)
             last_change = self.route53.change(zone_id, [change_from_api(c) for c in upsert_changes(records)],
                                               "chaos-dynamo lab: initial plan")
         if last_change is not None and not self.route53.wait_insync(
