@@ -8,6 +8,7 @@ Wherever the lab's addresses come from, they are checked once, here, to be loopb
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ from chaos_dynamo.clock import REAL_CLOCK, Clock, wait_until
 from chaos_dynamo.config import is_loopback_host
 from chaos_dynamo.errors import AwsError, LabError, SafetyError
 from chaos_dynamo.lab.state import EndpointInfo, LabInfo, read_state, state_path
-from chaos_dynamo.route53.backend import make_client
+from chaos_dynamo.route53.backend import iter_record_sets, make_client
 from chaos_dynamo.route53.records import RecordSet, normalize_name
 
 logger = logging.getLogger("chaostoolkit")
@@ -95,22 +96,7 @@ def route53(info: LabInfo) -> Any:
 def records_at(client: Any, zone_id: str, name: str) -> list[RecordSet]:
     """The record sets whose name is exactly ``name`` (listing starts there, stops past it)."""
     wanted = normalize_name(name)
-    out: list[RecordSet] = []
-    kwargs: dict[str, Any] = {"HostedZoneId": zone_id, "StartRecordName": wanted, "MaxItems": "300"}
-    try:
-        while True:
-            page = client.list_resource_record_sets(**kwargs)
-            records = [RecordSet.from_api(data) for data in page.get("ResourceRecordSets", [])]
-            out.extend(r for r in records if r.name == wanted)
-            past = any(r.name != wanted for r in records)
-            if past or not page.get("IsTruncated"):
-                return out
-            kwargs["StartRecordName"] = page["NextRecordName"]
-            kwargs["StartRecordType"] = page["NextRecordType"]
-            if page.get("NextRecordIdentifier"):
-                kwargs["StartRecordIdentifier"] = page["NextRecordIdentifier"]
-    except ClientError as exc:
-        raise AwsError.from_client_error(exc, "ListResourceRecordSets") from exc
+    return list(itertools.takewhile(lambda r: r.name == wanted, iter_record_sets(client, zone_id, wanted)))
 
 
 def change(client: Any, endpoint: EndpointInfo, changes: list[dict[str, Any]], comment: str) -> str:

@@ -12,7 +12,7 @@ already exact.
 from __future__ import annotations
 
 import ast
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import boto3
@@ -60,6 +60,28 @@ def _unmangle(record: dict[str, Any]) -> dict[str, Any]:
     return {**record, "ResourceRecords": fixed}
 
 
+def iter_record_sets(client: Any, zone_id: str, start_name: str | None = None) -> Iterator[RecordSet]:
+    """Record sets of a zone in Route 53's order, from ``start_name`` on, across pages."""
+    kwargs: dict[str, Any] = {"HostedZoneId": zone_id, "MaxItems": "300"}
+    if start_name:
+        kwargs["StartRecordName"] = start_name
+    try:
+        while True:
+            page = client.list_resource_record_sets(**kwargs)
+            for data in page.get("ResourceRecordSets", []):
+                yield RecordSet.from_api(_unmangle(data))
+            if not page.get("IsTruncated"):
+                return
+            kwargs["StartRecordName"] = page["NextRecordName"]
+            kwargs["StartRecordType"] = page["NextRecordType"]
+            if page.get("NextRecordIdentifier"):
+                kwargs["StartRecordIdentifier"] = page["NextRecordIdentifier"]
+            else:
+                kwargs.pop("StartRecordIdentifier", None)
+    except ClientError as exc:
+        raise AwsError.from_client_error(exc, "ListResourceRecordSets") from exc
+
+
 class Route53Backend:
     """Reads and writes hosted zones and record sets on the emulator."""
 
@@ -80,22 +102,7 @@ class Route53Backend:
 
     def list_records(self, zone_id: str) -> list[RecordSet]:
         """Every record set in the zone, following pagination."""
-        records: list[RecordSet] = []
-        kwargs: dict[str, Any] = {"HostedZoneId": zone_id, "MaxItems": "300"}
-        try:
-            while True:
-                page = self._client.list_resource_record_sets(**kwargs)
-                records.extend(RecordSet.from_api(_unmangle(r)) for r in page.get("ResourceRecordSets", []))
-                if not page.get("IsTruncated"):
-                    return records
-                kwargs["StartRecordName"] = page["NextRecordName"]
-                kwargs["StartRecordType"] = page["NextRecordType"]
-                if page.get("NextRecordIdentifier"):
-                    kwargs["StartRecordIdentifier"] = page["NextRecordIdentifier"]
-                else:
-                    kwargs.pop("StartRecordIdentifier", None)
-        except ClientError as exc:
-            raise AwsError.from_client_error(exc, "ListResourceRecordSets") from exc
+        return list(iter_record_sets(self._client, zone_id))
 
     def converge(self, zone_id: str, target: Mapping[RecordKey, RecordSet]) -> int:
         """Make the emulator's records for ``zone_id`` equal ``target``; return rounds used.
