@@ -5,6 +5,7 @@
     chaos-dynamo lab status [--json]    addresses and counters
     chaos-dynamo lab down               stop exactly what `lab up --detach` started
     chaos-dynamo run EXPERIMENT         run an experiment on a lab with the real `chaos` CLI and judge it
+    chaos-dynamo explore [--design D]   enumerate Planner/Enactor interleavings in memory; find the race
 """
 
 from __future__ import annotations
@@ -380,6 +381,70 @@ def run(experiment: str, journal_path: str | None, state_file: str | None, seed:
     except ChaosDynamoError as exc:
         _fail(str(exc))
     sys.exit(code)
+
+
+# --- explore ---------------------------------------------------------------------------------
+
+EXIT_INCONCLUSIVE = 3
+"""`explore` found nothing but stopped at --max-states: not a proof, so not a pass."""
+
+
+@main.command("explore")
+@click.option("--design", type=click.Choice(["naive", "fenced"]), default="naive", show_default=True,
+              help="naive: the one-time check of us-east-1; fenced: the generation fence.")
+@click.option("--enactors", type=click.IntRange(1, 26), default=3, show_default=True,
+              help="DNS Enactors (one per AZ in us-east-1: 3).")
+@click.option("--plans", type=click.IntRange(2, 10_000), default=4, show_default=True,
+              help="Plans in all: plan 1 is applied at the start, the Planner writes the rest.")
+@click.option("--endpoints", type=click.IntRange(1, 3), default=1, show_default=True,
+              help="Endpoints of the lab the Enactors manage (the lab has 3).")
+@click.option("--keep", type=click.IntRange(0, 10_000), default=1, show_default=True,
+              help="Cleanup deletes plans more than KEEP generations older than the one applied "
+                   "(the outage needs plans >= keep + 3).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Picks among equally short counterexamples; lengths and verdicts do not depend on it.")
+@click.option("--max-states", type=click.IntRange(min=1), default=1_000_000, show_default=True,
+              help="Stop after this many distinct states (the result is then not exhaustive).")
+@click.option("--target", type=click.Choice(["empty-endpoint", "generation-decreased", "enactor-stuck", "any"]),
+              default="empty-endpoint", show_default=True,
+              help="What ends the search (any: the first violation; enactor-stuck: an Enactor gives "
+                   "up, the us-east-1 story to its end). Every invariant is checked regardless.")
+@click.option("--trace-out", type=click.Path(dir_okay=False),
+              help="Where to write the counterexample (default traces/explore-DESIGN-NxPxE.json).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable result on stdout.")
+def explore_command(design: str, enactors: int, plans: int, endpoints: int, keep: int, seed: int,
+                    max_states: int, target: str, trace_out: str | None, as_json: bool) -> None:
+    """Enumerate every interleaving of the Planner and Enactors in memory, breadth-first.
+
+    Exits 1 with the shortest counterexample (written as a trace for `chaos-dynamo replay`),
+    0 when no interleaving within the bounds breaks an invariant, 3 when --max-states stopped
+    the search first.
+    """
+    from chaos_dynamo.control.enactor import Design
+    from chaos_dynamo.control.explorer import Bounds, Progress, explore, render_result
+
+    def report(p: Progress) -> None:
+        click.echo(f"  .. {p.states:,} states, {p.transitions:,} transitions, depth {p.depth}, "
+                   f"{p.seconds:.1f} s", err=True)
+
+    try:
+        bounds = Bounds(Design(design), enactors, plans, endpoints, keep)
+        result = explore(bounds, seed=seed, target=target, max_states=max_states, progress=report)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    path = None
+    if result.violation is not None:
+        default = Path("traces") / f"explore-{design}-{bounds.label}.json"
+        path = result.to_trace().save(Path(trace_out) if trace_out else default)
+    if as_json:
+        click.echo(json.dumps(result.as_dict() | {"trace": str(path) if path else None}, indent=2))
+    else:
+        click.echo(render_result(result))
+        if path is not None:
+            click.echo(f"trace written to {path}  (replay it on a lab: chaos-dynamo replay {path})")
+    if result.violation is not None:
+        sys.exit(EXIT_FAILED)
+    sys.exit(EXIT_OK if result.exhaustive else EXIT_INCONCLUSIVE)
 
 
 if __name__ == "__main__":

@@ -292,7 +292,8 @@ def _commit(state: EnactorState, zones: ZoneStore, plans: PlanSource, config: Co
         attempts = state.attempts + 1
         record = StepRecord(state.name, "commit", "fail", plan.generation, endpoint.name, exc.aws_message)
         if attempts >= config.max_attempts:
-            return replace(state, phase=Phase.STUCK, attempts=attempts), record
+            # Giving up releases the hold, so a stuck Enactor never pins its plan forever.
+            return _finish(replace(state, attempts=attempts), plans, Phase.STUCK, record)
         return replace(state, attempts=attempts), record
     applied = state.applied + (endpoint.name,)
     record = StepRecord(state.name, "commit", "ok", plan.generation, endpoint.name)

@@ -60,8 +60,9 @@ class MemoryZones:
 
     def read(self, zone_id: str, name: str) -> list[RecordSet]:
         wanted = normalize_name(name)
-        return [r for k, r in sorted(self.records.get(zone_id, {}).items(), key=_key_order)
-                if k[0] == wanted]
+        # Filter first, then sort the few matches: the explorer reads millions of times.
+        found = [(k, r) for k, r in self.records.get(zone_id, {}).items() if k[0] == wanted]
+        return [r for _, r in sorted(found, key=_key_order)]
 
     def change(self, zone_id: str, changes: Sequence[Change], comment: str = "") -> None:
         if zone_id not in self.names:
