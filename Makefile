@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test test-fast bench lint typecheck clean lab-up lab-down
+.PHONY: run test test-fast bench soak lint typecheck clean lab-up lab-down
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,9 +13,9 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
-## run: the main job: reproduce the empty DynamoDB endpoint on the embedded lab and roll it back
+## run: the main job: the DNS Enactor race of October 2025 on the embedded lab, and the rollback
 run: $(STAMP)
-	$(VENV)/bin/chaos-dynamo run experiments/endpoint-empty-smoke.json
+	$(VENV)/bin/chaos-dynamo run experiments/dns-stale-plan-race.json
 
 ## test: the whole suite (unit, integration on real sockets, the real chaos CLI)
 test: $(STAMP)
@@ -30,6 +30,10 @@ test-fast: $(STAMP)
 ## bench: speed targets, measured side by side in one run
 bench: $(STAMP)
 	$(PY) bench/run.py $(ARGS)
+
+## soak: the race experiment 20 times in a row on one lab; must report 20/20 (ARGS=--runs N)
+soak: $(STAMP)
+	$(PY) bench/soak_race.py $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check chaos_dynamo tests bench

@@ -4,6 +4,8 @@ A Chaos Toolkit extension. Activity modules (stable paths for experiment files):
 
 * ``chaos_dynamo.endpoint.actions`` / ``chaos_dynamo.endpoint.probes``: the endpoint's DNS records
 * ``chaos_dynamo.lbfleet.actions``: faults on the lab's load balancers
+* ``chaos_dynamo.control.actions`` / ``chaos_dynamo.control.probes``: the DNS Planner and
+  Enactors running in the lab (the stale-plan race, its fix, the operator's restore)
 
 This module stays import-light: the DNS shim imports the package in every Python process
 that has ``CHAOS_DYNAMO_DNS`` set.
@@ -20,6 +22,8 @@ ACTIVITY_MODULES: tuple[tuple[str, str], ...] = (
     ("chaos_dynamo.endpoint.actions", "action"),
     ("chaos_dynamo.endpoint.probes", "probe"),
     ("chaos_dynamo.lbfleet.actions", "action"),
+    ("chaos_dynamo.control.actions", "action"),
+    ("chaos_dynamo.control.probes", "probe"),
 )
 
 

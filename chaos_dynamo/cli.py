@@ -6,6 +6,7 @@
     chaos-dynamo lab down               stop exactly what `lab up --detach` started
     chaos-dynamo run EXPERIMENT         run an experiment on a lab with the real `chaos` CLI and judge it
     chaos-dynamo explore [--design D]   enumerate Planner/Enactor interleavings in memory; find the race
+    chaos-dynamo replay TRACE           replay an explored interleaving on a lab, step by step
 """
 
 from __future__ import annotations
@@ -191,7 +192,10 @@ def _serve(topology: Any, path: Path) -> None:
         elapsed = REAL_CLOCK.monotonic() - started
         click.echo(_summary(info, path, elapsed))
         sys.stdout.flush()
-        stop.wait()
+        # Wake up now and then: a signal the kernel hands to another thread does not interrupt
+        # a wait without timeout, and the handler only runs once this thread is back in Python.
+        while not stop.wait(0.5):
+            pass
     finally:
         click.echo("stopping the lab...", err=True)
         the_lab.stop()
@@ -445,6 +449,31 @@ def explore_command(design: str, enactors: int, plans: int, endpoints: int, keep
     if result.violation is not None:
         sys.exit(EXIT_FAILED)
     sys.exit(EXIT_OK if result.exhaustive else EXIT_INCONCLUSIVE)
+
+
+
+# --- replay ----------------------------------------------------------------------------------
+
+@main.command("replay")
+@click.argument("trace", type=click.Path(dir_okay=False))
+@click.option("--state-file", type=click.Path(dir_okay=False),
+              help="Use the lab recorded here instead of starting one.")
+@click.option("--no-restore", is_flag=True, help="Leave the lab as the replay left it (e.g. empty).")
+def replay(trace: str, state_file: str | None, no_restore: bool) -> None:
+    """Replay TRACE (from `chaos-dynamo explore`) on a lab, step by step, through its threads.
+
+    Prints the lab-side history and whether the trace's violation happened on the lab too;
+    exits 0 when it did. Starts a lab for the replay unless one is already running.
+    """
+    from chaos_dynamo.control.replay import replay_trace
+
+    try:
+        code = replay_trace(Path(trace), state_file=state_file, restore=not no_restore)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except ChaosDynamoError as exc:
+        _fail(str(exc))
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -125,7 +125,8 @@ def run_experiment(experiment_path: Path, journal: Path | None = None, state_fil
     for line in verdict.lines:
         click.echo(f"  {line}")
     if timeline:
-        click.echo(f"  timeline of lab DNS answers for {info.primary_endpoint.name} (A):")
+        click.echo(f"  timeline of {info.primary_endpoint.name}: lab DNS answers (A) and, when the "
+                   "control plane ran, its active generation in Route 53:")
         for line in timeline:
             click.echo(f"    {line}")
     click.secho(f"verdict: {verdict.headline}", fg="green" if verdict.ok else "red", bold=True)
@@ -174,7 +175,9 @@ class Safety:
 def _ensure_restored(info: LabInfo) -> Safety:
     """Check every endpoint after the run; restore what the experiment's rollbacks did not.
 
-    Load-balancer faults are cleared too: a lab is left as the run found it.
+    Load-balancer faults are cleared too, and a control plane left stuck (an Enactor gave up
+    on a plan Route 53 kept refusing) is restored and unstuck: a lab is left as the run
+    found it.
     """
     from chaos_dynamo.endpoint import actions, probes
     from chaos_dynamo.lbfleet.actions import reset_lb_faults
@@ -188,15 +191,40 @@ def _ensure_restored(info: LabInfo) -> Safety:
 
     try:
         reset_lb_faults(configuration=config)
+        # A scenario still running in the lab (chaos was interrupted mid-request; the lab goes
+        # on) or a stuck control plane needs the operator first: that restore aborts the
+        # scenario, puts the newest plan back on every endpoint and clears the stuck state.
+        operator = _control_plane_needs_operator(config)
+        if operator:
+            from chaos_dynamo.control.actions import restore_and_unstick
+
+            restore_and_unstick(configuration=config)
         bad = broken()
         if bad:
             actions.restore_endpoint(configuration=config)
+        if bad or operator:
             still = broken()
             return Safety(len(info.endpoints) - len(still), not still, True,
-                          f"still broken: {still}" if still else "", restored=bad)
+                          f"still broken: {still}" if still else "",
+                          restored=([operator] if operator else []) + bad)
         return Safety(len(info.endpoints), True, False)
     except Exception as exc:  # noqa: BLE001 - reported in the verdict, never swallowed silently
         return Safety(0, False, False, f"{type(exc).__name__}: {exc}")
+
+
+def _control_plane_needs_operator(config: dict[str, Any]) -> str:
+    """What the lab's control plane was left doing that needs the operator ("" when nothing)."""
+    from chaos_dynamo.control import _client
+
+    try:
+        status = _client.call("status", configuration=config)
+    except LabError:
+        return ""  # a lab without a control plane (an older one): nothing to restore
+    if status.get("mode") in ("race", "replay") or status.get("busy_with"):
+        return f"the control plane's {status.get('busy_with') or status.get('mode')} (still running)"
+    if status.get("stuck"):
+        return "the stuck control plane"
+    return ""
 
 
 def _probe_lines(probes: list[dict[str, Any]]) -> list[str]:
@@ -235,7 +263,7 @@ def judge(journal_path: Path, expect: str, chaos_exit: int, safety: Safety, inte
     actions_ok = all(r.get("status") == "succeeded" for r in method)
     for r in method:
         lines.append(f"method: {r['activity'].get('name')} {r.get('status')}"
-                     + (f": {json.dumps(r.get('output'), default=str)}" if r.get("status") == "succeeded"
+                     + (f": {_clip(json.dumps(r.get('output'), default=str))}" if r.get("status") == "succeeded"
                         else f": {''.join(r.get('exception', []))[-300:].strip()}"))
     after_met = after.get("steady_state_met")
     if after:
@@ -278,6 +306,11 @@ def judge(journal_path: Path, expect: str, chaos_exit: int, safety: Safety, inte
     return Verdict(True, "HELD: the hypothesis held and service is healthy", lines)
 
 
+def _clip(text: str, limit: int = 400) -> str:
+    """An activity's output for one line of the verdict: the journal has all of it."""
+    return text if len(text) <= limit else text[:limit - 4] + " ..."
+
+
 def _safety_lines(safety: Safety) -> list[str]:
     if safety.error:
         return [f"endpoint check after the run failed: {safety.error}"]
@@ -289,7 +322,9 @@ def _safety_lines(safety: Safety) -> list[str]:
 
 
 def _timeline(info: LabInfo, since: float) -> list[str]:
-    """Changes in the lab DNS's answer for the primary endpoint during the run."""
+    """What happened to the primary endpoint during the run, in time order: changes in the
+    lab DNS's answer, and (when the control plane ran) changes of the active generation in
+    Route 53, cleanups that deleted plans and batches Route 53 refused."""
     from chaos_dynamo.endpoint._lab import http_json
 
     name = info.primary_endpoint.name.rstrip(".") + "."
@@ -297,7 +332,7 @@ def _timeline(info: LabInfo, since: float) -> list[str]:
         log = http_json(f"{info.api_url}/_chaos_dynamo/dns/log?since={since}")
     except LabError:
         return []
-    lines: list[str] = []
+    events: list[tuple[float, str]] = []
     last: tuple[str, int] | None = None
     count = 0
     start_t = 0.0
@@ -307,15 +342,57 @@ def _timeline(info: LabInfo, since: float) -> list[str]:
         state = (entry["rcode"], int(entry["answers"]))
         if state != last:
             if last is not None:
-                lines.append(_timeline_line(start_t - since, last, count))
+                events.append((start_t, _dns_line(last, count)))
             last, count, start_t = state, 0, float(entry["time"])
         count += 1
     if last is not None:
-        lines.append(_timeline_line(start_t - since, last, count))
-    return lines
+        events.append((start_t, _dns_line(last, count)))
+    events += _control_events(info, since, name)
+    return [f"+{t - since:6.2f} s  {text}" for t, text in sorted(events, key=lambda e: e[0])]
 
 
-def _timeline_line(offset: float, state: tuple[str, int], count: int) -> str:
+def _dns_line(state: tuple[str, int], count: int) -> str:
     rcode, answers = state
     what = f"{answers} address(es)" if answers else "NO ADDRESSES (empty answer)"
-    return f"+{offset:6.2f} s  {rcode:8s} {what}  [{count} quer{'y' if count == 1 else 'ies'}]"
+    return f"DNS       {rcode:8s} {what}  [{count} quer{'y' if count == 1 else 'ies'}]"
+
+
+def _control_events(info: LabInfo, since: float, name: str) -> list[tuple[float, str]]:
+    """The control plane's steps that changed (or failed to change) the primary endpoint."""
+    from chaos_dynamo.endpoint._lab import http_json
+
+    base = f"{info.api_url}/_chaos_dynamo/control"
+    try:
+        changes = http_json(f"{base}/generations?since={since}")
+        history = http_json(f"{base}/history?since={since}")
+    except LabError:
+        return []  # a lab without a control plane
+    events: list[tuple[float, str]] = []
+    for c in changes:
+        if str(c.get("endpoint", "")).rstrip(".") + "." != name:
+            continue
+        flag = "  WENT BACKWARDS" if c.get("backwards") else ""
+        events.append((float(c["time"]), f"Route 53  active generation {c['from']} -> {c['to']} "
+                                         f"({c['actor']}){flag}"))
+    refused: dict[str, Any] | None = None
+    times = 0
+    for h in history + [{}]:
+        same = (refused is not None and h.get("actor") == refused["actor"] and h.get("action") == "commit"
+                and h.get("outcome") == "fail" and h.get("error") == refused.get("error"))
+        if same:
+            times += 1
+            continue
+        if refused is not None:
+            what = str(refused.get("error") or refused.get("detail", "")).replace(
+                " in ChangeResourceRecordSets", "")
+            events.append((float(refused["time"]), f"Route 53  refused {refused['actor']}'s plan "
+                                                   f"{refused.get('generation')} ({times}x): {_clip(what, 200)}"))
+            refused = None
+        if h.get("action") == "commit" and h.get("outcome") == "fail" and h.get("error") \
+                and str(h.get("endpoint", "")).rstrip(".") + "." == name:
+            refused, times = h, 1
+        detail = str(h.get("detail", ""))
+        if h.get("action") == "cleanup" and h.get("outcome") == "ok" and detail.startswith("deleted ") \
+                and not detail.startswith("deleted 0 "):
+            events.append((float(h["time"]), f"cleanup   {h['actor']}, plan {h.get('generation')}: {detail}"))
+    return events

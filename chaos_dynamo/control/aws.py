@@ -23,6 +23,8 @@ class Route53Zones:
 
     def __init__(self, client: Any) -> None:
         self._client = client
+        self.last_change_id = ""
+        """The id of the last batch this store had accepted (to wait for it to be INSYNC)."""
 
     def read(self, zone_id: str, name: str) -> list[RecordSet]:
         from chaos_dynamo.endpoint._lab import records_at
@@ -35,9 +37,10 @@ class Route53Zones:
         if comment:
             batch["Comment"] = comment[:256]
         try:
-            self._client.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch=batch)
+            response = self._client.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch=batch)
         except ClientError as exc:
             raise AwsError.from_client_error(exc, "ChangeResourceRecordSets") from exc
+        self.last_change_id = str(response["ChangeInfo"]["Id"])
 
 
 class DynamoPlans(PlanStore):

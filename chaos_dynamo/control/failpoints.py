@@ -69,6 +69,7 @@ class Failpoints:
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _rng: random.Random = field(init=False)
     on_pause: Callable[[str, str, str], None] | None = None
+    _halted: bool = False
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -118,6 +119,17 @@ class Failpoints:
             self._events.clear()
             self._cond.notify_all()
 
+    def halt(self) -> None:
+        """Release every paused actor, and let no pause hold one, until :meth:`resume`: the
+        control plane is stopping its threads (armed points stay armed)."""
+        with self._cond:
+            self._halted = True
+            self._cond.notify_all()
+
+    def resume(self) -> None:
+        with self._cond:
+            self._halted = False
+
     def waiting(self) -> dict[str, str]:
         """Actors paused right now: {actor: "point until event"}."""
         with self._cond:
@@ -162,7 +174,7 @@ class Failpoints:
 
     def _pause(self, armed: Armed, actor: str) -> None:
         with self._cond:
-            if armed.event in self._events:
+            if armed.event in self._events or self._halted:
                 return
             armed.fired += 1
             self._waiting[actor] = f"{armed.point} until {armed.event}"
@@ -170,7 +182,8 @@ class Failpoints:
             if self.on_pause is not None:
                 self.on_pause(actor, armed.point, armed.event)
             released = self._cond.wait_for(
-                lambda: armed.event in self._events or armed not in self._armed.get(armed.point, []),
+                lambda: armed.event in self._events or armed not in self._armed.get(armed.point, [])
+                or self._halted,
                 self.pause_timeout)
             self._waiting.pop(actor, None)
             self._cond.notify_all()

@@ -27,7 +27,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chaos_dynamo.clock import REAL_CLOCK, Clock
 from chaos_dynamo.config import Topology, check_loopback, validate
+from chaos_dynamo.control import routes as control_routes
 from chaos_dynamo.control.enactor import Endpoint, initial_records
+from chaos_dynamo.control.runtime import ControlPlane
 from chaos_dynamo.dns.server import LabDNS
 from chaos_dynamo.errors import AwsError, ConfigError, LabError, SafetyError
 from chaos_dynamo.lab import metrics
@@ -61,6 +63,7 @@ class Lab:
         self.started_at = 0.0
         self._resync_stop = threading.Event()
         self._resync_thread: threading.Thread | None = None
+        self.control_plane: ControlPlane | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
     def __enter__(self) -> Lab:
@@ -75,6 +78,7 @@ class Lab:
         try:
             self._start_parts()
             self._bootstrap()
+            self.control_plane = self._make_control_plane()
         except BaseException:
             with contextlib.suppress(Exception):  # the start failure is the error to report
                 self.stop()
@@ -115,6 +119,16 @@ class Lab:
         )
         self.front.start()
 
+    def _make_control_plane(self) -> ControlPlane:
+        """The DNS Planner and Enactors, idle until started; they reach the lab through its front."""
+        assert self.front is not None
+        t = self.topology
+        endpoints = [Endpoint(ep.name, self.zone_ids[normalize_name(ep.zone)], ep.ipv6) for ep in t.endpoints]
+        return ControlPlane(self.front.url, t.region, t.plan_table, endpoints,
+                            plan_from_fleet(1, t.endpoints, t.load_balancers), record_ttl=t.record_ttl,
+                            seed=t.seed, clock=self.clock,
+                            zone_order=[self.zone_ids[normalize_name(z)] for z in t.zones])
+
     def _start_moto(self) -> str:
         from moto.server import ThreadedMotoServer
 
@@ -143,6 +157,10 @@ class Lab:
             except BaseException as exc:  # noqa: BLE001 - re-raised below, after the rest
                 errors.append(exc)
 
+        # The control plane first: its threads talk to the front, which must still answer.
+        plane, self.control_plane = self.control_plane, None
+        if plane is not None:
+            attempt(plane.stop)
         thread, self._resync_thread = self._resync_thread, None
         if thread is not None:
             attempt(lambda: thread.join(timeout=10))
@@ -270,12 +288,20 @@ class Lab:
             "load_balancers": {
                 lb["name"]: {**lb, "faults": self.fleet[lb["name"]].faults()} for lb in info.load_balancers
             },
+            "control": self._control_summary(),
             "counters": {
                 "dns": self.dns.counters(),
                 "lb": self.fleet.counters(),
                 "route53": dict(self.route53.counters),
             },
         }
+
+    def _control_summary(self) -> dict[str, Any]:
+        plane = self.control_plane
+        if plane is None:
+            return {}
+        status = plane.status()
+        return {k: status[k] for k in ("mode", "design", "stuck", "went_backwards", "generations")}
 
     def metrics_text(self) -> str:
         assert self.dns is not None and self.fleet is not None and self.route53 is not None
@@ -285,6 +311,10 @@ class Lab:
     def _control(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
         assert self.dns is not None and self.fleet is not None
         parts = [p for p in path.split("/") if p][1:]  # drop "_chaos_dynamo"
+        if parts[:1] == ["control"]:
+            if self.control_plane is None:
+                raise LabError("the lab is stopping: its control plane is gone")
+            return control_routes.handle(self.control_plane, method, parts[1:], query, body)
         since = _since(query)
         if parts == ["status"] and method == "GET":
             return 200, self.status()
@@ -303,7 +333,8 @@ class Lab:
         return 404, {"error": f"{method} {path} is not a lab control route",
                      "routes": ["GET /_chaos_dynamo/status", "GET /_chaos_dynamo/info",
                                 "GET /_chaos_dynamo/dns/log?since=T", "GET /_chaos_dynamo/lb/log?since=T",
-                                "POST /_chaos_dynamo/lb/NAME/faults", "POST /_chaos_dynamo/lb/faults/reset"]}
+                                "POST /_chaos_dynamo/lb/NAME/faults", "POST /_chaos_dynamo/lb/faults/reset",
+                                *control_routes.ROUTES]}
 
     def _set_faults(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
         assert self.fleet is not None

@@ -91,6 +91,9 @@ class LabInfo:
             "CHAOS_DYNAMO_API": self.api_url,
             "CHAOS_DYNAMO_DNS": f"{self.dns_host}:{self.dns_port}",
             "CHAOS_DYNAMO_ZONES": ",".join(sorted(self.zones)),
+            # The primary endpoint's hosted zone, for activities that take a zone id
+            # (chaostoolkit-aws's chaosaws.route53.probes.get_hosted_zone).
+            "CHAOS_DYNAMO_ZONE_ID": self.primary_endpoint.zone_id if self.endpoints else "",
         }
 
     def to_json(self) -> str:

@@ -32,12 +32,31 @@ def test_chaos_discover_lists_every_activity_with_types_and_docs(tmp_path: Path)
     activities = {a["name"]: a for a in json.loads(out.read_text())["activities"]}
     expected = {"empty_endpoint", "restore_endpoint", "endpoint_addresses", "endpoint_answer",
                 "dynamodb_roundtrip", "set_lb_faults", "reset_lb_faults"}
-    assert expected <= set(activities)
-    for name in expected:
+    control = {  # chaos_dynamo.control.actions / probes: typed, so discovery names real types
+        "start_control_plane", "stop_control_plane", "set_design", "arm_failpoint", "disarm_failpoints",
+        "burst_planner", "stall_enactor", "slow_enactor", "run_race_scenario", "reset_control_plane",
+        "restore_and_unstick", "active_generation", "generation_went_backwards", "control_plane_stuck",
+        "enactor_states", "race_history"}
+    assert expected | control <= set(activities)
+    for name in expected | control:
         activity = activities[name]
         assert activity["doc"], f"{name} has no docstring"
         for arg in activity["arguments"]:
             assert "type" in arg, f"{name}({arg['name']}) is not annotated"
+    for name in control:
+        activity = activities[name]
+        assert activity["mod"].startswith("chaos_dynamo.control.")
+        assert activity["return_type"] != "object", name
+        assert all(arg["type"] != "object" for arg in activity["arguments"]), name
+        assert not {"configuration", "secrets"} & {arg["name"] for arg in activity["arguments"]}, name
+    race = activities["run_race_scenario"]
+    assert race["type"] == "action" and race["return_type"] == "mapping"
+    assert {a["name"]: a["type"] for a in race["arguments"]} == {
+        "design": "string", "seed": "integer", "lock_losses": "integer", "keep": "integer", "timeout": "number"}
+    assert activities["generation_went_backwards"]["type"] == "probe"
+    assert activities["generation_went_backwards"]["return_type"] == "boolean"
+    assert activities["active_generation"]["return_type"] == "integer"
+    assert activities["race_history"]["return_type"] == "list"
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=[p.name for p in EXPERIMENTS])
