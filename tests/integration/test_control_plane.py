@@ -293,3 +293,16 @@ def _answer_or_error(url: str, body: dict[str, Any]) -> Any:
         return http_json(url, body, timeout=120)
     except LabError as exc:
         return exc
+
+
+def test_explorer_counterexample_replays_on_the_lab(plane: ControlPlane, config: dict[str, Any]) -> None:
+    """The whole loop: the explorer finds the shortest outage in memory; the lab reproduces it."""
+    from chaos_dynamo.control.enactor import Design
+    from chaos_dynamo.control.explorer import Bounds, explore
+
+    found = explore(Bounds(Design.NAIVE, enactors=3, plans=4, endpoints=1))
+    assert found.violation is not None and found.violation.kind == "empty-endpoint"
+    result = plane.replay(found.to_trace())
+    assert result["reproduced"] is True, result
+    plane.restore()
+    assert endpoint_probes.endpoint_addresses(configuration=config) == 1
