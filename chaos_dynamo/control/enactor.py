@@ -145,6 +145,12 @@ class EndpointView:
         return self.alias_target is None or self.tree_size == 0
 
 
+def read_marker(zones: ZoneStore, endpoint: Endpoint) -> int | None:
+    """The endpoint's generation marker alone (one read, where ``view`` takes three)."""
+    markers = zones.read(endpoint.zone_id, marker_name(endpoint.name))
+    return marker_value(markers[0] if markers else None)
+
+
 def view(zones: ZoneStore, endpoint: Endpoint) -> EndpointView:
     aliases = [r for r in zones.read(endpoint.zone_id, endpoint.name) if r.alias is not None and r.type == "A"]
     target = aliases[0].alias.dns_name if aliases and aliases[0].alias else None
@@ -218,7 +224,7 @@ def _check(state: EnactorState, zones: ZoneStore, plans: PlanSource,
            config: ControlConfig) -> tuple[EnactorState, StepRecord]:
     """Pick the newest plan and make the one-time "newer than applied" check."""
     newest = plans.newest_generation()
-    seen = tuple(view(zones, ep).marker for ep in config.endpoints)
+    seen = tuple(read_marker(zones, ep) for ep in config.endpoints)
     applied = max((g for g in seen if g is not None), default=0)
     if newest is None or newest <= applied:
         return (replace(state, phase=Phase.SKIPPED, plan=newest, seen=seen),

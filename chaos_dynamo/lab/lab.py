@@ -101,6 +101,7 @@ class Lab:
             Route53Backend(self.emulator_url, t.region),
             self.dns.publish,
             remove=self.dns.remove_zone,
+            sole_writer=not t.backend,
             propagation_delay=t.propagation_delay,
             seed=t.seed,
             clock=self.clock,

@@ -65,6 +65,7 @@ class Route53Service:
         publish: Publish,
         *,
         remove: Callable[[str], None] | None = None,
+        sole_writer: bool = False,
         propagation_delay: float = 0.2,
         seed: int = 0,
         clock: Clock = REAL_CLOCK,
@@ -74,6 +75,10 @@ class Route53Service:
         self._publish_to_dns = publish
         self._remove_from_dns = remove
         self._published: dict[str, tuple[RecordSet, ...]] = {}
+        # With sole_writer (the embedded emulator: only this service changes its records),
+        # the records each zone was last converged on are known and need no re-reading.
+        self._sole_writer = sole_writer
+        self._known: dict[str, dict[RecordKey, RecordSet]] = {}
         self._history_limit = history_limit
         self.propagation_delay = propagation_delay
         self._clock = clock
@@ -165,6 +170,7 @@ class Route53Service:
         for zone_id in sorted(set(self._published) - set(zones)):
             with self._lock(zone_id):
                 self._published.pop(zone_id, None)
+                self._known.pop(zone_id, None)
                 if self._remove_from_dns is not None:
                     self._remove_from_dns(zone_id)
 
@@ -193,13 +199,14 @@ class Route53Service:
         zone_id = strip_zone_prefix(zone_id)
         zone_name = self.zone_name(zone_id)
         with self._lock(zone_id):
-            current = index_records(self.backend.list_records(zone_id))
+            known = self._known.get(zone_id) if self._sole_writer else None
+            current = dict(known) if known is not None else index_records(self.backend.list_records(zone_id))
             try:
                 target = apply_changes(zone_name, current, changes, zone_id=zone_id)
             except AwsError:
                 self._count("rejected")
                 raise
-            self._write(zone_id, current, target)
+            self._write(zone_id, current, target, assumed=known is not None)
             record = ChangeRecord(
                 change_id=self._new_change_id(),
                 zone_id=zone_id,
@@ -216,12 +223,13 @@ class Route53Service:
         return record
 
     def _write(self, zone_id: str, current: dict[RecordKey, RecordSet],
-               target: dict[RecordKey, RecordSet]) -> None:
+               target: dict[RecordKey, RecordSet], assumed: bool = False) -> None:
         """Make the emulator hold ``target``; on failure put ``current`` back and raise LabError."""
         try:
-            self.backend.converge(zone_id, target)
+            self.backend.converge(zone_id, target, assumed=current if assumed else None)
         except Exception as exc:
             self._count("emulator_errors")
+            self._known.pop(zone_id, None)
             try:
                 self.backend.converge(zone_id, current)
                 undone = "the batch was rolled back"
@@ -229,6 +237,8 @@ class Route53Service:
                 undone = "rolling it back failed too; restart the lab"
             raise LabError(f"the emulator at {self.backend.endpoint_url} failed while applying a "
                            f"change to zone {zone_id} ({type(exc).__name__}: {exc}); {undone}") from exc
+        if self._sole_writer:
+            self._known[zone_id] = dict(target)
 
     def _remember(self, record: ChangeRecord) -> None:
         """Keep the change for GetChange; the oldest are forgotten past the history limit."""

@@ -20,14 +20,19 @@ class MemoryBackend:
         self.zones: dict[str, tuple[str, dict[RecordKey, RecordSet]]] = {
             "Z1": ("example.com.", {SOA.key: SOA, NS.key: NS})}
         self.fail_converge = 0
+        self.assumed_calls = 0
+        self.lists = 0
 
     def list_zones(self) -> list[tuple[str, str]]:
         return [(zid, name) for zid, (name, _) in self.zones.items()]
 
     def list_records(self, zone_id: str) -> list[RecordSet]:
+        self.lists += 1
         return list(self.zones[zone_id][1].values())
 
-    def converge(self, zone_id: str, target: dict[RecordKey, RecordSet]) -> int:
+    def converge(self, zone_id: str, target: dict[RecordKey, RecordSet],
+                 assumed: dict[RecordKey, RecordSet] | None = None) -> int:
+        self.assumed_calls += assumed is not None
         if self.fail_converge:
             self.fail_converge -= 1
             # Half-written, as a crashing emulator would leave it.
@@ -158,5 +163,25 @@ def test_sync_zones_reads_only_new_zones() -> None:
         del backend.zones["Z1"]
         svc.sync_zones()
         assert recorder.removed == ["Z1"]
+    finally:
+        svc.close()
+
+
+def test_as_sole_writer_it_reads_a_zone_once_then_trusts_what_it_wrote() -> None:
+    backend, recorder = MemoryBackend(), Recorder()
+    svc = Route53Service(backend, recorder.publish, propagation_delay=0.0, seed=1,  # type: ignore[arg-type]
+                         sole_writer=True)
+    try:
+        svc.change("Z1", [a_record("192.0.2.1")])
+        lists_after_first = backend.lists
+        svc.change("Z1", [a_record("192.0.2.2")])
+        assert backend.lists == lists_after_first  # no read before the second write
+        assert backend.assumed_calls == 1
+        backend.fail_converge = 1
+        with pytest.raises(LabError):
+            svc.change("Z1", [a_record("192.0.2.3")])
+        svc.change("Z1", [a_record("192.0.2.4")])  # after a failure it reads the zone again
+        assert backend.lists > lists_after_first
+        assert backend.zones["Z1"][1][("www.example.com.", "A", None)].values == ("192.0.2.4",)
     finally:
         svc.close()
