@@ -439,7 +439,10 @@ def explore_command(design: str, enactors: int, plans: int, endpoints: int, keep
     path = None
     if result.violation is not None:
         default = Path("traces") / f"explore-{design}-{bounds.label}.json"
-        path = result.to_trace().save(Path(trace_out) if trace_out else default)
+        try:
+            path = result.to_trace().save(Path(trace_out) if trace_out else default)
+        except OSError as exc:
+            _fail(f"--trace-out: cannot write the trace ({exc}); give a writable path", EXIT_USAGE)
     if as_json:
         click.echo(json.dumps(result.as_dict() | {"trace": str(path) if path else None}, indent=2))
     else:

@@ -65,7 +65,9 @@ class PlanStore:
     def generations(self) -> list[int]:
         """Every stored generation, ascending."""
         found: list[int] = []
-        kwargs: dict[str, Any] = {"TableName": self.table, "ProjectionExpression": "generation"}
+        # Consistent: an Enactor must see a plan the Planner has just written.
+        kwargs: dict[str, Any] = {"TableName": self.table, "ProjectionExpression": "generation",
+                                  "ConsistentRead": True}
         try:
             while True:
                 page = self._ddb.scan(**kwargs)

@@ -65,6 +65,22 @@ def expectation(experiment: dict[str, Any]) -> str:
     return "hold"
 
 
+def must_deviate_on(experiment: dict[str, Any]) -> list[str]:
+    """Names of the probes a reproduction must deviate on (``"deviates"`` in the extension).
+
+    Without it, any deviating probe counts; with it, a deviation for another reason (say a
+    slow round trip) is not mistaken for the outage the experiment is about.
+    """
+    for ext in experiment.get("extensions", []) or []:
+        if isinstance(ext, dict) and ext.get("name") == "chaos-dynamo" and "deviates" in ext:
+            value = ext["deviates"]
+            if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+                raise ConfigError("extensions[chaos-dynamo].deviates", f"{value!r} is not a list of probe names",
+                                  "list the steady-state probes that must fail, e.g. [\"endpoint-resolves\"]")
+            return list(value)
+    return []
+
+
 @contextmanager
 def lab_for_run(state_file: str | None, seed: int | None) -> Iterator[tuple[LabInfo, bool]]:
     """The running lab (from the state file), or a lab started in-process for this run."""
@@ -107,6 +123,7 @@ def run_experiment(experiment_path: Path, journal: Path | None = None, state_fil
                    seed: int | None = None) -> int:
     experiment = load_experiment(experiment_path)
     expect = expectation(experiment)
+    must_deviate_on(experiment)  # checked before any lab starts
     journal = journal or Path("journals") / f"{experiment_path.stem}.json"
     journal.parent.mkdir(parents=True, exist_ok=True)
     if journal.exists():
@@ -184,10 +201,13 @@ def _ensure_restored(info: LabInfo) -> Safety:
 
     config = {"chaos_dynamo_api": info.api_url}
 
+    def healthy(name: str, qtype: str) -> bool:
+        # Three tries: one slow round trip on a loaded machine is not a broken endpoint.
+        return any(probes.endpoint_addresses(name, qtype, configuration=config) > 0
+                   and probes.dynamodb_roundtrip(name, configuration=config) for _ in range(3))
+
     def broken() -> list[str]:
-        return [ep.name for ep in info.endpoints
-                if probes.endpoint_addresses(ep.name, "AAAA" if ep.ipv6 else "A", configuration=config) == 0
-                or not probes.dynamodb_roundtrip(ep.name, configuration=config)]
+        return [ep.name for ep in info.endpoints if not healthy(ep.name, "AAAA" if ep.ipv6 else "A")]
 
     try:
         reset_lb_faults(configuration=config)
@@ -294,11 +314,17 @@ def judge(journal_path: Path, expect: str, chaos_exit: int, safety: Safety, inte
                            "has no action", lines)
         if after_met is not False:
             return Verdict(False, "NOT REPRODUCED: the hypothesis still held after the fault", lines)
+        failed = [p.get("activity", {}).get("name") for p in after.get("probes", [])
+                  if p.get("tolerance_met") is False]
+        wanted = must_deviate_on(journal.get("experiment", {}))
+        if wanted and not set(failed) & set(wanted):
+            return Verdict(False, f"NOT REPRODUCED: the hypothesis deviated on {failed}, not on "
+                           f"{wanted} as the experiment intends", lines)
         if not (rollbacks_ok and restored):
             return Verdict(False, "FAILED: the outage was reproduced, but the rollback did not "
                            "restore service", lines)
-        return Verdict(True, "REPRODUCED: the endpoint went empty as the fault intended, and the "
-                       "rollback restored service", lines)
+        return Verdict(True, f"REPRODUCED: the hypothesis deviated on {', '.join(map(str, failed))} as "
+                       "the fault intended, and the rollback restored service", lines)
     if after_met is not True or journal.get("deviated"):
         return Verdict(False, "DEVIATED: the hypothesis did not hold", lines)
     if not (rollbacks_ok and restored):

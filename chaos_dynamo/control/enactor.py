@@ -225,7 +225,11 @@ def _check(state: EnactorState, zones: ZoneStore, plans: PlanSource,
     """Pick the newest plan and make the one-time "newer than applied" check."""
     newest = plans.newest_generation()
     seen = tuple(read_marker(zones, ep) for ep in config.endpoints)
+    # Where a marker is missing, the alias still says which plan is active.
     applied = max((g for g in seen if g is not None), default=0)
+    for ep, marker in zip(config.endpoints, seen, strict=True):
+        if marker is None:
+            applied = max(applied, view(zones, ep).active_generation or 0)
     if newest is None or newest <= applied:
         return (replace(state, phase=Phase.SKIPPED, plan=newest, seen=seen),
                 StepRecord(state.name, "check", "ok", newest, detail=f"nothing newer than {applied}"))
@@ -254,9 +258,11 @@ def build_batch(state: EnactorState, endpoint: Endpoint, plan: Plan, zones: Zone
                                                  endpoint.zone_id, alias.alias.dns_name)))
     changes += [Change("UPSERT", alias_to(ep_name, t, endpoint.zone_id, tree)) for t in endpoint.types]
     seen = state.seen[state.endpoint] if state.endpoint < len(state.seen) else None
-    if config.design == Design.FENCED and seen is not None:
-        # The fence: the batch only applies if the marker is still exactly what was checked.
-        changes.append(Change("DELETE", marker_record(endpoint.name, seen)))
+    if config.design == Design.FENCED:
+        # The fence: the batch only applies if the marker is still exactly what was checked
+        # (with no marker seen, a CREATE fences too: it fails once anyone has written one).
+        if seen is not None:
+            changes.append(Change("DELETE", marker_record(endpoint.name, seen)))
         changes.append(Change("CREATE", marker_record(endpoint.name, plan.generation)))
     else:
         changes.append(Change("UPSERT", marker_record(endpoint.name, plan.generation)))
@@ -343,10 +349,11 @@ def _cleanup(state: EnactorState, zones: ZoneStore, plans: PlanSource,
                 current = view(zones, ep)
                 if current.alias_target == tree:
                     continue  # never delete the active plan
-                if current.marker is not None:
-                    # Fence on the marker: an Enactor committing meanwhile makes this fail.
-                    marker = marker_record(ep.name, current.marker)
-                    changes += [Change("DELETE", marker), Change("CREATE", marker)]
+                if current.marker is None:
+                    continue  # nothing to fence on: keep the tree rather than risk the active plan
+                # Fence on the marker: an Enactor committing meanwhile makes this batch fail.
+                marker = marker_record(ep.name, current.marker)
+                changes += [Change("DELETE", marker), Change("CREATE", marker)]
             changes += [Change("DELETE", r) for r in zones.read(zone_id, tree)]
         doomed_records = [c for c in changes if not c.record.name.startswith("_generation.")]
         if not doomed_records:

@@ -36,10 +36,13 @@ def replay_trace(path: Path, state_file: str | None = None, restore: bool = True
             "timeout": REPLAY_TIMEOUT}
     with lab_for_run(state_file, None) as (info, _started):
         lab = {"chaos_dynamo_api": info.api_url}  # a 400 comes back as the ConfigError naming the field
-        result: dict[str, Any] = _client.call("replay", data, configuration=lab, timeout=REPLAY_TIMEOUT + 30)
         restored: dict[str, Any] | None = None
-        if restore:
-            restored = _client.call("restore", {}, configuration=lab, timeout=120)
+        try:
+            result: dict[str, Any] = _client.call("replay", data, configuration=lab, timeout=REPLAY_TIMEOUT + 30)
+        finally:
+            # Whatever the replay did or however it failed, the lab is put back.
+            if restore:
+                restored = _client.call("restore", {}, configuration=lab, timeout=120)
     click.echo("")
     click.echo(f"lab-side history ({len(result['history'])} steps, digest {result['digest']}):")
     for number, entry in enumerate(result["history"], 1):

@@ -79,8 +79,10 @@ def load_trace(path: str | Path) -> Trace:
         data = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError("TRACE", f"{p} does not exist", "give a file written by `chaos-dynamo explore`") from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError("TRACE", f"{p} is not JSON ({exc})", "give a file written by `chaos-dynamo explore`") from None
+    except OSError as exc:
+        raise ConfigError("TRACE", f"{p} cannot be read ({exc})", "give a readable trace file") from None
     return trace_from_dict(data)
 
 
@@ -98,8 +100,20 @@ def trace_from_dict(data: Any) -> Trace:
             raise ConfigError(key, f"{value!r} is out of range", f"use a whole number from {low} to {high}")
         numbers[key] = value
     actors = {"planner", *enactor_names(numbers["enactors"])}
+    raw_steps = data.get("steps")
+    if not isinstance(raw_steps, list):
+        raise ConfigError("steps", f"{raw_steps!r} is not a list of steps", "give [{\"actor\": ..., \"action\": ...}]")
+    seed = data.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError("seed", f"{seed!r} is not a seed", "use a whole number >= 0")
+    violation = data.get("violation")
+    if violation is not None and not isinstance(violation, dict):
+        raise ConfigError("violation", f"{violation!r} is not an object", "use {\"kind\": ..., \"endpoint\": ...} or null")
+    history = data.get("history") or []
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+        raise ConfigError("history", "is not a list of step records", "use the history `chaos-dynamo explore` wrote, or []")
     steps = []
-    for i, step in enumerate(data.get("steps") or []):
+    for i, step in enumerate(raw_steps):
         if not isinstance(step, dict) or step.get("actor") not in actors or step.get("action") not in ACTIONS:
             raise ConfigError(f"steps[{i}]", f"{step!r} is not a step of this trace's actors",
                               f"actors are {sorted(actors)}, actions {list(ACTIONS)}")
@@ -108,7 +122,7 @@ def trace_from_dict(data: Any) -> Trace:
         raise ConfigError("steps", "is empty", "a trace needs at least one step")
     known = {"format", "design", "enactors", "plans", "endpoints", "keep", "steps", "seed", "violation",
              "history", "digest"}
-    return Trace(design=design, steps=tuple(steps), seed=int(data.get("seed", 0)),
-                 violation=data.get("violation"), history=tuple(data.get("history") or ()),
+    return Trace(design=design, steps=tuple(steps), seed=seed,
+                 violation=violation, history=tuple(history),
                  digest=str(data.get("digest", "")), extra={k: v for k, v in data.items() if k not in known},
                  **numbers)

@@ -86,3 +86,21 @@ def test_expectation_is_read_from_the_extensions() -> None:
     with pytest.raises(ConfigError) as info:
         expectation({"extensions": [{"name": "chaos-dynamo", "expect": "explode"}]})
     assert "expect" in info.value.field
+
+
+def test_a_reproduction_must_deviate_on_the_probe_it_names(tmp_path: Path) -> None:
+    data = journal(after=False)
+    data["experiment"]["extensions"] = [{"name": "chaos-dynamo", "expect": "deviate", "deviates": ["p"]}]
+    ok, headline = verdict(tmp_path, data, "deviate")
+    assert ok and "deviated on p" in headline
+    data["experiment"]["extensions"][0]["deviates"] = ["endpoint-resolves"]
+    ok, headline = verdict(tmp_path, data, "deviate")
+    assert not ok and "NOT REPRODUCED" in headline and "not on ['endpoint-resolves']" in headline
+
+
+def test_a_bad_deviates_list_names_the_field() -> None:
+    from chaos_dynamo.runner import must_deviate_on
+
+    with pytest.raises(ConfigError) as info:
+        must_deviate_on({"extensions": [{"name": "chaos-dynamo", "deviates": "endpoint-resolves"}]})
+    assert info.value.field == "extensions[chaos-dynamo].deviates"
