@@ -8,8 +8,8 @@ from chaos_dynamo.config import default_topology
 from chaos_dynamo.control.enactor import (
     ControlConfig,
     Design,
-    Endpoint,
     EnactorState,
+    Endpoint,
     Phase,
     PlannerState,
     enactor_step,
