@@ -7,7 +7,8 @@ real change-batch rules. The explorer visits every state reachable within the bo
 once each, level by level, so the first violation it meets is a **shortest**
 counterexample.
 
-Invariants, checked on every state, for every endpoint:
+Invariants (:mod:`chaos_dynamo.control.invariants`, shared with the lab's scenarios),
+checked on every state, for every endpoint:
 
 * ``empty-endpoint``: the endpoint must resolve (an alias to a tree that has records);
   this is the outage of 20 October 2025.
@@ -57,6 +58,17 @@ from chaos_dynamo.control.enactor import (
     trace_digest,
     view,
 )
+from chaos_dynamo.control.history import PLANNER
+from chaos_dynamo.control.invariants import (
+    EMPTY_ENDPOINT,
+    ENACTOR_STUCK,
+    GENERATION_DECREASED,
+    KINDS,
+    Violation,
+    check_endpoints,
+    enactor_stuck,
+    raise_highest,
+)
 from chaos_dynamo.control.trace import Step, Trace, enactor_names
 from chaos_dynamo.control.world import MemoryPlans, MemoryZones
 from chaos_dynamo.errors import ConfigError
@@ -68,6 +80,7 @@ __all__ = [
     "ANY",
     "DEFAULT_KEEP",
     "EMPTY_ENDPOINT",
+    "ENACTOR_STUCK",
     "GENERATION_DECREASED",
     "KINDS",
     "STUCK",
@@ -90,15 +103,11 @@ __all__ = [
     "run_steps",
 ]
 
-EMPTY_ENDPOINT = "empty-endpoint"
-GENERATION_DECREASED = "generation-decreased"
-KINDS = (EMPTY_ENDPOINT, GENERATION_DECREASED)
-"""Invariant violations, most severe first."""
 ANY = "any"
-STUCK = "enactor-stuck"
+STUCK = ENACTOR_STUCK
+"""The explorer's short name for :data:`~chaos_dynamo.control.invariants.ENACTOR_STUCK`."""
 TARGETS = (*KINDS, STUCK, ANY)
 """What may end a search: an invariant, an Enactor ending STUCK, or any violation."""
-PLANNER = "planner"
 
 DEFAULT_KEEP = 1
 """Cleanup keeps plans at most this many generations older than the one applied.
@@ -226,43 +235,14 @@ def initial_world(bounds: Bounds, topology: Topology | None = None) -> Setup:
 
 # --- invariants ----------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Violation:
-    """An invariant that does not hold at one endpoint."""
-
-    kind: str
-    endpoint: str
-    detail: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"kind": self.kind, "endpoint": self.endpoint, "detail": self.detail}
-
-
 def views_of(world: World, config: ControlConfig) -> tuple[EndpointView, ...]:
     return tuple(view(world.zones, ep) for ep in config.endpoints)
-
-
-def raise_highest(highest: tuple[int, ...], views: Sequence[EndpointView]) -> tuple[int, ...]:
-    """The highest generation active so far at each endpoint, now included."""
-    return tuple(max(h, v.active_generation or 0) for h, v in zip(highest, views, strict=True))
 
 
 def check_invariants(views: Sequence[EndpointView], highest: Sequence[int],
                      config: ControlConfig) -> list[Violation]:
     """Every invariant broken by a state (``highest`` already includes this state)."""
-    found = []
-    for ep, v, high in zip(config.endpoints, views, highest, strict=True):
-        name = normalize_name(ep.name)
-        if v.empty:
-            where = (f"the alias points at {v.alias_target}, which has no records" if v.alias_target
-                     else "there is no alias")
-            found.append(Violation(EMPTY_ENDPOINT, name,
-                                   f"{where}: resolvers get NOERROR with no addresses"))
-        if v.active_generation is not None and v.active_generation < high:
-            found.append(Violation(GENERATION_DECREASED, name,
-                                   f"plan {v.active_generation} is active after plan {high} was: "
-                                   "a stale plan was applied over a newer one"))
-    return found
+    return check_endpoints([ep.name for ep in config.endpoints], views, highest)
 
 
 # --- taking one step -----------------------------------------------------------------------
@@ -552,9 +532,9 @@ def stuck_violation(state: EnactorState, history: Sequence[StepRecord], config: 
     """An Enactor that gave up: which, on which endpoint, and Route 53's last refusal."""
     last = next((r for r in reversed(history) if r.actor == state.name), None)
     why = f": {last.detail}" if last and last.detail else ""
-    endpoint = normalize_name(config.endpoints[state.endpoint].name)
-    return Violation(STUCK, endpoint, f"{state.name} gave up on plan {state.plan} after {state.attempts} "
-                                      f"refused batches{why}; no later plan can be applied without an operator")
+    return enactor_stuck(config.endpoints[state.endpoint].name,
+                         f"{state.name} gave up on plan {state.plan} after {state.attempts} refused "
+                         f"batches{why}; no later plan can be applied without an operator")
 
 
 def explore(bounds: Bounds, *, seed: int = 0, target: str = EMPTY_ENDPOINT,

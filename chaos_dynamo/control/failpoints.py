@@ -4,12 +4,17 @@ Like etcd's gofail or FoundationDB's BUGGIFY, they make a chosen interleaving ha
 every run instead of by luck. The control plane calls :meth:`Failpoints.hit` at each named
 point; an armed point then, for the actors it names:
 
-* ``pause``: blocks until an *event* has been signalled (``Failpoints.signal``), e.g.
-  ``enactor-b.applied`` (Enactor B committed its plan on every endpoint);
-* ``delay``: sleeps for ``seconds`` (through the injected sleep);
+* ``pause``: blocks until an *event* is signalled (``Failpoints.signal``) *after* the pause
+  was armed, e.g. ``enactor-b.applied`` (Enactor B committed its plan on every endpoint).
+  Events are counted, so in a free-running control plane, where ``enactor-b.applied``
+  happens every cycle, a pause armed now waits for B's next application, not for one it
+  already made;
+* ``delay``: sleeps for ``seconds`` (through the injected clock);
 * ``fail``: returns "fail" the next ``count`` times (an Enactor then behaves as if it lost
   its lock);
-* ``random``: returns "fail" with probability ``probability``, from a seeded generator.
+* ``random``: returns "fail" with probability ``probability``, from a generator per actor
+  and point seeded with ``"{seed}/{actor}/{point}"``, so an actor's pattern does not depend
+  on how the threads interleave, and one seed gives it again in any process.
 
 Points used by the control plane: ``enactor.check`` (before the one-time freshness check),
 ``enactor.after_check``, ``enactor.commit`` (before each change batch; ``fail`` = lost lock),
@@ -20,7 +25,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +36,7 @@ POINTS = ("enactor.check", "enactor.after_check", "enactor.commit", "enactor.cle
 ACTIONS = ("pause", "delay", "fail", "random")
 
 
-@dataclass
+@dataclass(eq=False)  # identity: a paused actor checks that *its* failpoint is still armed
 class Armed:
     point: str
     action: str
@@ -42,6 +47,8 @@ class Armed:
     probability: float = 0.0
     hits: int = 0
     fired: int = 0
+    after: int = 0
+    """How many times ``event`` had happened when this pause was armed: it waits for one more."""
 
     def matches(self, actor: str) -> bool:
         return not self.actors or actor in self.actors
@@ -49,7 +56,7 @@ class Armed:
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"point": self.point, "action": self.action, "actors": sorted(self.actors),
                                "hits": self.hits, "fired": self.fired}
-        for key in ("event", "seconds", "count", "probability"):
+        for key in ("event", "seconds", "count", "probability", "after"):
             value = getattr(self, key)
             if value:
                 out[key] = value
@@ -58,25 +65,34 @@ class Armed:
 
 @dataclass
 class Failpoints:
-    """The registry the control plane consults; thread-safe."""
+    """The registry the control plane consults; thread-safe.
+
+    Args:
+        seed: seeds the ``random`` action (see :meth:`reseed`).
+        clock: the ``delay`` action sleeps through it.
+        pause_timeout: seconds a pause may last before :meth:`hit` raises TimeoutError.
+    """
 
     seed: int = 0
     clock: Clock = REAL_CLOCK
     pause_timeout: float = 120.0
     _armed: dict[str, list[Armed]] = field(default_factory=dict)
-    _events: set[str] = field(default_factory=set)
+    _events: Counter[str] = field(default_factory=Counter)
     _waiting: dict[str, str] = field(default_factory=dict)
     _cond: threading.Condition = field(default_factory=threading.Condition)
-    _rng: random.Random = field(init=False)
-    on_pause: Callable[[str, str, str], None] | None = None
-    _halted: bool = False
-
-    def __post_init__(self) -> None:
-        self._rng = random.Random(self.seed)
+    _rngs: dict[tuple[str, str], random.Random] = field(default_factory=dict)
+    _halts: int = 0
+    _halt_epoch: int = 0
+    """Counts halts: a paused actor is released by any halt that began while it waited,
+    even when that halt has already resumed by the time the actor wakes up."""
 
     def arm(self, point: str, action: str, *, actors: list[str] | tuple[str, ...] = (), event: str = "",
             seconds: float = 0.0, count: int = 1, probability: float = 0.0) -> Armed:
-        """Arm ``point``; validated here so a typo fails the experiment before it runs."""
+        """Arm ``point``; validated here so a typo fails the experiment before it runs.
+
+        A pause waits for an occurrence of ``event`` after this call: one that happened
+        before does not release it.
+        """
         if point not in POINTS:
             raise ConfigError("failpoint.point", f"{point!r} is not a failpoint", f"use one of {list(POINTS)}")
         if action not in ACTIONS:
@@ -92,6 +108,8 @@ class Failpoints:
             raise ConfigError("failpoint.probability", f"{probability!r} is not a probability", "use (0, 1]")
         armed = Armed(point, action, frozenset(actors), event, float(seconds), int(count), float(probability))
         with self._cond:
+            if action == "pause":
+                armed.after = self._events[event]
             self._armed.setdefault(point, []).append(armed)
         return armed
 
@@ -105,30 +123,51 @@ class Failpoints:
             self._cond.notify_all()
 
     def signal(self, event: str) -> None:
+        """One more occurrence of ``event``."""
         with self._cond:
-            self._events.add(event)
+            self._events[event] += 1
             self._cond.notify_all()
 
     def happened(self, event: str) -> bool:
+        """Whether ``event`` happened since the last :meth:`reset`."""
+        return self.occurrences(event) > 0
+
+    def occurrences(self, event: str) -> int:
+        """How many times ``event`` happened since the last :meth:`reset`."""
         with self._cond:
-            return event in self._events
+            return self._events[event]
+
+    def reseed(self, seed: int) -> None:
+        """Seed the ``random`` action: every (actor, point) starts its sequence again."""
+        with self._cond:
+            self.seed = seed
+            self._rngs.clear()
 
     def reset(self) -> None:
+        """Disarm everything, forget every event and restart the ``random`` sequences."""
         with self._cond:
             self._armed.clear()
             self._events.clear()
+            self._rngs.clear()
             self._cond.notify_all()
 
     def halt(self) -> None:
-        """Release every paused actor, and let no pause hold one, until :meth:`resume`: the
-        control plane is stopping its threads (armed points stay armed)."""
+        """Release every paused actor, and let no failpoint hold one (hits return at once),
+        until the matching :meth:`resume`: the control plane is stopping its threads. Armed
+        points stay armed. Halts nest: only the last resume lets failpoints act again."""
         with self._cond:
-            self._halted = True
+            self._halts += 1
+            self._halt_epoch += 1
             self._cond.notify_all()
 
     def resume(self) -> None:
         with self._cond:
-            self._halted = False
+            self._halts = max(0, self._halts - 1)
+
+    @property
+    def halted(self) -> bool:
+        with self._cond:
+            return self._halts > 0
 
     def waiting(self) -> dict[str, str]:
         """Actors paused right now: {actor: "point until event"}."""
@@ -139,17 +178,25 @@ class Failpoints:
         with self._cond:
             return self._cond.wait_for(lambda: actor in self._waiting, timeout)
 
-    def wait_for_event(self, event: str, timeout: float) -> bool:
+    def wait_for_event(self, event: str, timeout: float, after: int = 0) -> bool:
+        """Wait until ``event`` has happened more than ``after`` times since the last reset
+        (by default: at all); False when ``timeout`` passed first."""
         with self._cond:
-            return self._cond.wait_for(lambda: event in self._events, timeout)
+            return self._cond.wait_for(lambda: self._events[event] > after, timeout)
 
     def describe(self) -> list[dict[str, Any]]:
         with self._cond:
             return [a.describe() for armed in self._armed.values() for a in armed]
 
     def hit(self, point: str, actor: str) -> str:
-        """Called by the control plane at ``point``; returns "fail" or "" (carry on)."""
+        """Called by the control plane at ``point``; returns "fail" or "" (carry on).
+
+        Raises:
+            TimeoutError: a pause lasted ``pause_timeout`` seconds without its event.
+        """
         with self._cond:
+            if self._halts:
+                return ""
             armed = [a for a in self._armed.get(point, []) if a.matches(actor)]
             for a in armed:
                 a.hits += 1
@@ -158,7 +205,8 @@ class Failpoints:
             if a.action == "pause":
                 self._pause(a, actor)
             elif a.action == "delay":
-                a.fired += 1
+                with self._cond:
+                    a.fired += 1
                 self.clock.sleep(a.seconds)
             elif a.action == "fail":
                 with self._cond:
@@ -167,26 +215,36 @@ class Failpoints:
                         result = "fail"
             elif a.action == "random":
                 with self._cond:
-                    if self._rng.random() < a.probability:
+                    if self._rng(actor, point).random() < a.probability:
                         a.fired += 1
                         result = "fail"
         return result
 
+    def _rng(self, actor: str, point: str) -> random.Random:
+        """The generator of one actor at one point (the caller holds the lock)."""
+        rng = self._rngs.get((actor, point))
+        if rng is None:
+            # A string seed hashes the same in every process (unlike hash() of a tuple).
+            rng = self._rngs[(actor, point)] = random.Random(f"{self.seed}/{actor}/{point}")
+        return rng
+
     def _pause(self, armed: Armed, actor: str) -> None:
         with self._cond:
-            if armed.event in self._events or self._halted:
+            epoch = self._halt_epoch
+
+            def released() -> bool:
+                return (self._events[armed.event] > armed.after or self._halts > 0 or self._halt_epoch != epoch
+                        or not any(a is armed for a in self._armed.get(armed.point, [])))
+
+            if released():
                 return
             armed.fired += 1
             self._waiting[actor] = f"{armed.point} until {armed.event}"
             self._cond.notify_all()
-            if self.on_pause is not None:
-                self.on_pause(actor, armed.point, armed.event)
-            released = self._cond.wait_for(
-                lambda: armed.event in self._events or armed not in self._armed.get(armed.point, [])
-                or self._halted,
-                self.pause_timeout)
+            done = self._cond.wait_for(released, self.pause_timeout)
             self._waiting.pop(actor, None)
             self._cond.notify_all()
-        if not released:
+        if not done:
             raise TimeoutError(f"{actor} paused at {armed.point} for {self.pause_timeout} s and "
-                               f"{armed.event!r} never happened")
+                               f"{armed.event!r} did not happen meanwhile; signal it, disarm the "
+                               "failpoint, or pause until an event that happens")

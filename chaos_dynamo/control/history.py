@@ -19,8 +19,12 @@ from typing import Any
 
 from chaos_dynamo.control.enactor import StepRecord, trace_digest
 
+PLANNER = "planner"
+"""The actor name of the Planner (the Enactors are ``enactor-a``, ``enactor-b``...)."""
 OPERATOR = "operator"
 """The actor name of operator actions (restore) in the history."""
+CRASH = "crash"
+"""The action of the ``info`` entry an actor leaves when an unexpected error ends its thread."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,6 @@ class History:
             return dict(self._baseline)
 
 
-
 def digest_of(entries: Sequence[Entry], mask: Mapping[str, str] | None = None) -> str:
     """The trace digest of every step but the operator's.
 
@@ -140,6 +143,17 @@ def went_backwards(entries: Sequence[Entry], baseline: Mapping[str, int]) -> lis
     return found
 
 
+def highest_generations(entries: Sequence[Entry], baseline: Mapping[str, int]) -> dict[str, int]:
+    """The highest generation active so far at each endpoint, since the last reset or operator
+    restore (a restore starts a new epoch at the generation it restored), as
+    :func:`chaos_dynamo.control.invariants.check_endpoints` wants it."""
+    highest: dict[str, int] = dict(baseline)
+    for change in generation_changes(entries, baseline):
+        before = highest.get(change.endpoint, 0)
+        highest[change.endpoint] = change.after if change.actor == OPERATOR else max(before, change.after)
+    return highest
+
+
 def current_generations(entries: Sequence[Entry], baseline: Mapping[str, int]) -> dict[str, int | None]:
     """Each endpoint's active generation as the history tells it."""
     current: dict[str, int | None] = dict(baseline)
@@ -172,6 +186,8 @@ def summarize(entries: Sequence[Entry], baseline: Mapping[str, int]) -> list[str
             lines.append(f"{r.actor} plan {r.generation} {r.outcome}: {r.detail}")
         elif r.action == "check" and r.outcome == "ok":
             lines.append(f"{r.actor} check: {r.detail}")
+        elif r.action == CRASH:
+            lines.append(f"{r.actor} {r.detail}")
     plans = [e.record.generation for e in entries if e.record.action == "plan" and e.record.outcome == "ok"]
     if plans:
         lines.insert(0, f"planner wrote plans {_ranges([g for g in plans if g is not None])}")

@@ -35,7 +35,8 @@ from typing import Any
 
 from chaos_dynamo.control.enactor import Design
 from chaos_dynamo.control.failpoints import ACTIONS, POINTS
-from chaos_dynamo.control.runtime import PLANNER, ControlPlane
+from chaos_dynamo.control.history import PLANNER
+from chaos_dynamo.control.runtime import ControlPlane
 from chaos_dynamo.control.trace import trace_from_dict
 from chaos_dynamo.errors import ConfigError
 
@@ -61,13 +62,13 @@ def handle(plane: ControlPlane, method: str, parts: list[str], query: dict[str, 
         if route == "status":
             return 200, plane.status()
         if route == "history":
-            return 200, [e.as_dict() for e in plane.history.entries(since=_since(query))]
+            return 200, [e.as_dict() for e in plane.history.entries(since=parse_since(query))]
         if route == "enactors":
             return 200, plane.enactor_states()
         if route == "summary":
             return 200, plane.summary()
         if route == "generations":
-            return 200, plane.generation_changes(since=_since(query))
+            return 200, plane.generation_changes(since=parse_since(query))
     elif method == "POST" and route in _POST:
         if body is not None and not isinstance(body, dict):
             raise ConfigError("body", f"{body!r} is not a JSON object", "send {\"key\": value, ...} or nothing")
@@ -236,7 +237,13 @@ def _actors(plane: ControlPlane, value: Any) -> list[str]:
     return [a.strip() for a in items]
 
 
-def _since(query: dict[str, list[str]]) -> float | None:
+def parse_since(query: Mapping[str, list[str]]) -> float | None:
+    """The ``?since=T`` of a log or history route: seconds since the epoch, or None when absent
+    (the lab's own routes use it too).
+
+    Raises:
+        ConfigError: ``since`` is not a finite number.
+    """
     if "since" not in query:
         return None
     text = query["since"][0]
@@ -249,4 +256,4 @@ def _since(query: dict[str, list[str]]) -> float | None:
     return value
 
 
-__all__ = ["handle", "ROUTES", "ACTIONS"]
+__all__ = ["handle", "parse_since", "ROUTES", "ACTIONS"]

@@ -16,6 +16,10 @@ lab's Route 53 rules over HTTP. Failpoints are hit at the documented points
   finished (done, skipped, abandoned or stuck);
 * ``planner.plan:<generation>`` after each plan write.
 
+An actor that dies of an unexpected error leaves an ``info`` entry (action ``crash``) in the
+history and its error in :meth:`ControlPlane.status` (``actors``: ``alive``, ``error``);
+a scenario waiting on it fails at once instead of timing out.
+
 Modes: *free-running* (:meth:`ControlPlane.start`: the Planner writes every
 ``plan_interval`` seconds and on :meth:`~ControlPlane.burst`; Enactors poll and run a cycle
 whenever a newer plan exists), the *race* scenario and the *replay* of a trace
@@ -54,7 +58,9 @@ from chaos_dynamo.control.enactor import (
 )
 from chaos_dynamo.control.failpoints import Failpoints
 from chaos_dynamo.control.history import (
+    CRASH,
     OPERATOR,
+    PLANNER,
     Entry,
     History,
     current_generations,
@@ -70,10 +76,13 @@ from chaos_dynamo.route53.backend import Route53Backend, make_client
 from chaos_dynamo.route53.records import RecordSet, normalize_name
 from chaos_dynamo.route53.rules import Change
 
-PLANNER = "planner"
 POINT_OF = {"check": "enactor.check", "commit": "enactor.commit", "cleanup": "enactor.cleanup"}
-JOIN_TIMEOUT = 40.0
-"""Seconds to wait for an actor thread; longer than a boto3 read timeout (30 s)."""
+HALT_TIMEOUT = 10.0
+"""Seconds :meth:`ControlPlane.halt` (and so ``stop``) waits for all the actor threads, one
+deadline for every join: well under ``lab down``'s 20 s, and ample for the actors, whose
+boto3 calls go to the lab's own front, which answers until the control plane has stopped."""
+UNWIND_TIMEOUT = 2 * HALT_TIMEOUT
+"""Seconds ``restore`` waits for an aborted scenario to unwind (its own halt included)."""
 UNKNOWN = "outcome unknown: "
 """Prefix of the detail of an ``info`` entry written when a step raised (timeout, lab error)."""
 
@@ -190,14 +199,20 @@ class ControlPlane:
         self.mode = Mode.IDLE
         self._cond = threading.Condition()
         self._stop = threading.Event()
+        self._halting = threading.Lock()
+        """Serialises :meth:`halt` and :meth:`launch`: a second halt must not resume the
+        failpoints while the first still joins threads (an actor would pause again)."""
         self._abort = threading.Event()
         self._busy = threading.Lock()
         self._busy_with = ""
-        self._threads: list[threading.Thread] = []
+        self._threads: dict[str, threading.Thread] = {}
+        self._errors: dict[str, str] = {}
+        """The unexpected error that ended each actor's thread, since its launch."""
         self._enactors = {name: _Enactor(EnactorState(name), last_checked=template.generation)
                           for name in self.names}
         self._burst = 0
         self._stuck = ""
+        self._stuck_at = ""
         self._pending_changes: list[str] = []
         self._worlds: dict[str, World] = {}
         self._worlds_lock = threading.Lock()
@@ -245,9 +260,12 @@ class ControlPlane:
         with self._cond:
             pending, self._pending_changes = self._pending_changes, []
         client = self.world(OPERATOR).route53
+        deadline = self.clock.monotonic() + timeout  # one deadline for all the changes
         for change_id in pending:
-            if not wait_insync(client, change_id, timeout, clock=self.clock):
-                raise LabError(f"Route 53 change {change_id} did not reach INSYNC within {timeout} s")
+            left = max(0.0, deadline - self.clock.monotonic())
+            if not wait_insync(client, change_id, left, clock=self.clock):
+                raise LabError(f"Route 53 change {change_id} did not reach INSYNC within {timeout} s "
+                               f"({len(pending)} change(s) pending)")
 
     # --- lifecycle ----------------------------------------------------------------------
     @contextmanager
@@ -281,11 +299,17 @@ class ControlPlane:
 
     def stop(self) -> dict[str, Any]:
         """Stop every actor thread and join it (paused actors are released); a running
-        scenario is aborted. Armed failpoints stay armed: ``disarm`` them."""
+        scenario is aborted. Armed failpoints stay armed: ``disarm`` them.
+
+        Returns within about :data:`HALT_TIMEOUT` seconds, one deadline for the joins and for
+        the aborted scenario to unwind.
+        """
+        deadline = REAL_CLOCK.monotonic() + HALT_TIMEOUT
         self._abort.set()
         try:
-            self.halt()
-            if self._busy.acquire(timeout=JOIN_TIMEOUT):  # let an aborted scenario unwind
+            self.halt(HALT_TIMEOUT)  # within the deadline: halt waits for a concurrent one too
+            left = max(0.0, deadline - REAL_CLOCK.monotonic())
+            if self._busy.acquire(timeout=left):  # let an aborted scenario unwind
                 self._busy.release()
         finally:
             self._abort.clear()
@@ -296,41 +320,68 @@ class ControlPlane:
         """Start one thread per actor in ``mode`` (the caller halts the previous ones)."""
         names = list(actors) if actors is not None else [PLANNER, *self.names]
         worlds = {name: self.world(name) for name in names}  # boto3 clients made here, not in threads
-        self._stop.clear()
-        self.mode = mode
-        with self._cond:
-            self._burst = 0
-            for e in self._enactors.values():
-                e.triggers = 0
-        threads = []
-        for name in names:
-            run = target or (self._planner_loop if name == PLANNER else self._enactor_loop)
-            threads.append(threading.Thread(target=_guarded(run, name, worlds[name]), name=f"control-{name}",
-                                            daemon=True))
-        self._threads = threads
-        for thread in threads:
-            thread.start()
+        with self._halting:
+            if self._abort.is_set():
+                raise ScenarioAborted("the control plane is being stopped; start it again afterwards")
+            self._stop.clear()
+            self.mode = mode
+            with self._cond:
+                self._burst = 0
+                self._errors = {}
+                for e in self._enactors.values():
+                    e.triggers = 0
+            self._threads = {
+                name: threading.Thread(target=self._actor_body,
+                                       args=(target or (self._planner_loop if name == PLANNER else self._enactor_loop),
+                                             name, worlds[name]),
+                                       name=f"control-{name}", daemon=True)
+                for name in names}
+            for thread in self._threads.values():
+                thread.start()
 
-    def halt(self) -> None:
-        """Stop the actor threads and wait for them (paused actors are released)."""
-        self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
-        self.failpoints.halt()
-        threads, self._threads = self._threads, []
+    def halt(self, timeout: float = HALT_TIMEOUT) -> None:
+        """Stop the actor threads and wait for them, ``timeout`` seconds in all (paused actors
+        are released, and no failpoint holds one until they have stopped).
+
+        Concurrent calls (``stop`` and a scenario's own clean-up) run one after the other, so
+        the second cannot let the failpoints act again while the first still joins threads.
+
+        Raises:
+            LabError: a thread was still running at the deadline.
+        """
+        # Thread joins wait in real time, whatever clock the plane was given.
+        deadline = REAL_CLOCK.monotonic() + timeout
+        self._stop.set()  # at once, even while another halt holds the lock
+        if not self._halting.acquire(timeout=timeout):
+            raise LabError(f"the control plane's threads did not stop within {timeout} s (another stop "
+                           "is still waiting for them); they are daemon threads and end with the lab")
         try:
-            for thread in threads:
-                thread.join(timeout=JOIN_TIMEOUT)
+            self._stop.set()
+            with self._cond:
+                self._cond.notify_all()
+            self.failpoints.halt()
+            threads = list(self._threads.values())
+            try:
+                for thread in threads:
+                    thread.join(timeout=max(0.0, deadline - REAL_CLOCK.monotonic()))
+            finally:
+                self.failpoints.resume()
+            alive = [t.name for t in threads if t.is_alive()]
+            self.mode = Mode.IDLE
         finally:
-            self.failpoints.resume()
-        alive = [t.name for t in threads if t.is_alive()]
-        self.mode = Mode.IDLE
+            self._halting.release()
         if alive:
-            raise LabError(f"control-plane threads {alive} did not stop within {JOIN_TIMEOUT} s")
+            raise LabError(f"control-plane threads {alive} did not stop within {timeout} s; they are "
+                           "daemon threads and end with the lab (`chaos-dynamo lab down`)")
 
     @property
     def aborted(self) -> bool:
         return self._abort.is_set() or self._stop.is_set()
+
+    def failed(self) -> dict[str, str]:
+        """The actors whose thread an unexpected error ended since their launch: {actor: error}."""
+        with self._cond:
+            return dict(self._errors)
 
     # --- operator and experiment controls ------------------------------------------------
     def set_design(self, design: Design, keep: int | None = None) -> dict[str, Any]:
@@ -366,16 +417,6 @@ class ControlPlane:
             self._enactors[enactor].triggers += 1
             self._cond.notify_all()
 
-    def wait_event(self, event: str, timeout: float) -> None:
-        """Wait for a control-plane event; ScenarioAborted if the plane is stopped meanwhile."""
-        deadline = self.clock.monotonic() + timeout
-        while not self.failpoints.wait_for_event(event, 0.05):
-            if self.aborted:
-                raise ScenarioAborted(f"the control plane was stopped while waiting for {event!r}")
-            if self.clock.monotonic() >= deadline:
-                raise LabError(f"the control plane did not reach {event!r} within {timeout} s "
-                               f"(paused actors: {self.failpoints.waiting() or 'none'})")
-
     def reset(self, design: Design | None = None, keep: int | None = None,
               endpoints: int | None = None) -> dict[str, Any]:
         """A clean baseline: no actors, no failpoints, an empty history, plan 1 everywhere.
@@ -388,12 +429,16 @@ class ControlPlane:
         return self.status()
 
     def reseed(self, seed: int) -> None:
-        """Seed the actors' backoff jitter (a scenario does, so a seed replays its sleeps)."""
+        """Seed the actors' backoff jitter and the failpoints' ``random`` action (a scenario
+        does, so a seed replays its sleeps and its random failures)."""
         self.seed = seed
         self._rngs = {name: random.Random(f"{seed}/{name}") for name in [PLANNER, *self.names]}
+        self.failpoints.reseed(seed)
 
-    def reset_locked(self, design: Design | None, keep: int | None, endpoints: int | None) -> None:
-        """:meth:`reset`, for a caller that already holds :meth:`exclusive`."""
+    def reset_locked(self, design: Design | None, keep: int | None, endpoints: int | None, *,
+                     settle_timeout: float = 30.0) -> None:
+        """:meth:`reset`, for a caller that already holds :meth:`exclusive`; DNS answers from
+        plan 1 within ``settle_timeout`` seconds (LabError otherwise)."""
         self.halt()
         self.failpoints.reset()
         count = len(self.config.endpoints) if endpoints is None else endpoints
@@ -415,9 +460,10 @@ class ControlPlane:
                       if generation_of_tree(r.name) is not None and r.name.endswith(suffixes) and r.key not in keys]
             world.zones.change(zone_id, [Change("UPSERT", r) for r in wanted] + [Change("DELETE", r) for r in doomed],
                                "chaos-dynamo: reset the control plane to plan 1")
-        self.settle()
+        self.settle(settle_timeout)
         with self._cond:
             self._stuck = ""
+            self._stuck_at = ""
             self._enactors = {name: _Enactor(EnactorState(name), last_checked=self.template.generation)
                               for name in self.names}
         self.history.clear({ep.name: self.template.generation for ep in self.all_endpoints})
@@ -428,12 +474,12 @@ class ControlPlane:
         wait until DNS answers from it, and clear the stuck state."""
         self._abort.set()  # a running scenario gives up, so the operator can act
         try:
-            acquired = self._busy.acquire(timeout=JOIN_TIMEOUT)
+            acquired = self._busy.acquire(timeout=UNWIND_TIMEOUT)
         finally:
             self._abort.clear()
         if not acquired:
             raise LabError(f"cannot restore: the control plane stayed busy with {self._busy_with!r} for "
-                           f"{JOIN_TIMEOUT} s; stop it (stop_control_plane) and try again")
+                           f"{UNWIND_TIMEOUT} s; stop it (stop_control_plane) and try again")
         self._busy_with = "restore the endpoints"
         try:
             if self.mode in (Mode.RACE, Mode.REPLAY):
@@ -454,6 +500,7 @@ class ControlPlane:
             with self._cond:
                 was = self._stuck
                 self._stuck = ""
+                self._stuck_at = ""
                 for name, e in self._enactors.items():
                     e.state = EnactorState(name)
                     e.last_checked = max(e.last_checked, plan.generation)
@@ -484,12 +531,28 @@ class ControlPlane:
         with self._cond:
             return self._stuck
 
+    @property
+    def stuck_at(self) -> str:
+        """The endpoint where the Enactor that got the control plane stuck gave up ("" when
+        it is not stuck)."""
+        with self._cond:
+            return self._stuck_at
+
     def views(self) -> dict[str, EndpointView]:
         zones = self.world(OPERATOR).zones
         return {ep.name: view(zones, ep) for ep in self.config.endpoints}
 
+    def actors(self) -> dict[str, dict[str, Any]]:
+        """Every actor: whether its thread runs (``alive``) and the error that ended it."""
+        with self._cond:
+            errors = dict(self._errors)
+        threads = dict(self._threads)
+        return {name: {"alive": name in threads and threads[name].is_alive(), "error": errors.get(name, "")}
+                for name in [PLANNER, *self.names]}
+
     def enactor_states(self) -> dict[str, dict[str, Any]]:
         paused = self.failpoints.waiting()
+        actors = self.actors()
         with self._cond:
             items = [(n, e.state, e.cycles, e.last_checked) for n, e in self._enactors.items()]
         out: dict[str, dict[str, Any]] = {}
@@ -499,7 +562,7 @@ class ControlPlane:
             out[name] = {"phase": state.phase.value, "plan": state.plan, "endpoint": endpoint,
                          "attempts": state.attempts, "lock_losses": state.lock_losses,
                          "applied": list(state.applied), "doomed": list(state.doomed), "cycles": cycles,
-                         "last_checked": last, "paused": paused.get(name, "")}
+                         "last_checked": last, "paused": paused.get(name, ""), **actors[name]}
         return out
 
     def digest(self, entries: Sequence[Entry] | None = None) -> str:
@@ -536,11 +599,27 @@ class ControlPlane:
             "stuck": bool(stuck), "stuck_reason": stuck,
             "went_backwards": bool(backwards), "backwards": [c.as_dict() for c in backwards],
             "generations": current_generations(entries, baseline),
+            "actors": self.actors(), "failed": self.failed(),
             "enactors": self.enactor_states(), "failpoints": self.failpoints.describe(),
             "history_length": len(entries), "digest": self.digest(entries),
         }
 
     # --- the actors -----------------------------------------------------------------------
+    def _actor_body(self, run: Callable[[str, World], None], name: str, world: World) -> None:
+        """An actor thread: ``run``, and if an unexpected error ends it, say so everywhere an
+        operator looks (the history, status, the log) instead of vanishing."""
+        try:
+            run(name, world)
+        except Exception as exc:  # noqa: BLE001 - a dying actor must leave a trace, not vanish
+            error = f"{type(exc).__name__}: {exc}"
+            with self._cond:
+                self._errors[name] = error
+                self._cond.notify_all()
+            self._record(StepRecord(name, CRASH, "info", detail=f"stopped by an unexpected error: {error}"),
+                         self.clock.now())
+            logging.getLogger("chaos_dynamo.control").warning("control-plane actor %s stopped: %s", name, error,
+                                                              exc_info=exc)
+
     def _record(self, record: StepRecord, start: float, error: str = "") -> None:
         self.history.append(record, start, self.clock.now(), error)
 
@@ -617,14 +696,39 @@ class ControlPlane:
             self.cycle(name, world)
 
     def cycle(self, name: str, world: World) -> EnactorState:
-        """One cycle of one Enactor: check, commit on every endpoint, clean up."""
+        """One cycle of one Enactor: check, commit on every endpoint, clean up.
+
+        A cycle cut short (a stop, an unexpected error) releases the Enactor's hold on its
+        plan, as finishing one does: under the fenced design a held plan is never cleaned up.
+        """
         state = self.new_cycle(name)
         failures = 0
-        while not state.phase.finished and not self._stop.is_set():
-            state, failed = self.enactor_once(state, world)
-            failures = failures + 1 if failed else 0
-            if failed and not state.phase.finished:
-                self._backoff(name, failures)
+        try:
+            while not state.phase.finished and not self._stop.is_set():
+                state, failed = self.enactor_once(state, world)
+                failures = failures + 1 if failed else 0
+                if failed and not state.phase.finished:
+                    self._backoff(name, failures)
+        finally:
+            if not state.phase.finished:
+                state = self._let_go(state, world)
+        return state
+
+    def _let_go(self, state: EnactorState, world: World) -> EnactorState:
+        """End an unfinished cycle: release the hold its check took, and mark it abandoned."""
+        if state.phase in (Phase.APPLYING, Phase.CLEANUP) and state.plan is not None:
+            start = self.clock.now()
+            try:
+                world.plans.release(state.plan, state.name)
+                record = StepRecord(state.name, "release", "ok", state.plan,
+                                    detail="the cycle was cut short: hold on the plan released")
+            except (ChaosDynamoError, BotoCoreError, ClientError, OSError) as exc:
+                record = StepRecord(state.name, "release", "info", state.plan,
+                                    detail=f"{UNKNOWN}{type(exc).__name__}: {exc}")
+            self._record(record, start)
+        state = replace(state, phase=Phase.ABANDONED)
+        with self._cond:
+            self._enactors[state.name].state = state
         return state
 
     def new_cycle(self, name: str) -> EnactorState:
@@ -668,13 +772,17 @@ class ControlPlane:
             if new.phase == Phase.STUCK and not self._stuck:
                 self._stuck = (f"{name} could not apply plan {new.plan} at {record.endpoint} after "
                                f"{new.attempts} attempts: {world.zones.refused or record.detail}")
+                self._stuck_at = record.endpoint or ""
         self._signal(state, new, record)
         if action == "check" and new.phase == Phase.APPLYING:
             self._hit("enactor.after_check", name, action)
         return new, unknown or record.outcome == "fail"
 
     def _hit(self, point: str, actor: str, action: str) -> str:
-        """Hit a failpoint; a pause that outlives the failpoints' timeout is logged, not fatal."""
+        """Hit a failpoint; a pause that outlives the failpoints' timeout is logged, not fatal.
+        Once the plane is stopping, no failpoint holds the actor back."""
+        if self._stop.is_set():
+            return ""
         start = self.clock.now()
         try:
             return self.failpoints.hit(point, actor)
@@ -692,18 +800,6 @@ class ControlPlane:
                 self.failpoints.signal(f"{name}.applied")
         if after.phase.finished and not before.phase.finished:
             self.failpoints.signal(f"{name}.done")
-
-
-def _guarded(run: Callable[[str, World], None], name: str, world: World) -> Callable[[], None]:
-    """An actor thread's body: an unexpected error ends the thread with a log line, never silently."""
-    def body() -> None:
-        try:
-            run(name, world)
-        except Exception as exc:  # noqa: BLE001 - a dying actor must leave a trace, not vanish
-            logging.getLogger("chaos_dynamo.control").warning(
-                "control-plane actor %s stopped: %s: %s", name, type(exc).__name__, exc)
-
-    return body
 
 
 __all__ = ["ControlPlane", "Mode", "Pace", "ScenarioAborted", "PLANNER", "Design"]

@@ -20,24 +20,37 @@ so it happens on every run::
 **A replay** (:func:`replay`) lets each actor thread take its step only when it is the
 trace's next step, checks the invariants after every step and says whether the trace's
 violation happened on the lab too.
+
+Both check the invariants of :mod:`chaos_dynamo.control.invariants`, the explorer's own, and
+both run against one deadline: ``timeout`` covers the whole scenario (reset, every wait, the
+final settle), and tearing down the actors afterwards takes at most
+:data:`~chaos_dynamo.control.runtime.HALT_TIMEOUT` more. So the lab answers within
+``timeout + HALT_TIMEOUT`` seconds, inside the ``timeout + 30`` the control API's clients
+allow (``run_race_scenario``, ``chaos-dynamo replay``).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
 from chaos_dynamo.control.enactor import Design, EndpointView, Phase, PlannerState
-from chaos_dynamo.control.history import Entry, summarize, went_backwards
-from chaos_dynamo.control.runtime import PLANNER, ControlPlane, Mode, ScenarioAborted
+from chaos_dynamo.control.history import PLANNER, Entry, highest_generations, summarize
+from chaos_dynamo.control.invariants import (
+    EMPTY_ENDPOINT,
+    ENACTOR_STUCK,
+    GENERATION_DECREASED,
+    Violation,
+    check_endpoints,
+    enactor_stuck,
+    same_violation,
+)
+from chaos_dynamo.control.runtime import ControlPlane, Mode, ScenarioAborted
 from chaos_dynamo.control.trace import Trace
 from chaos_dynamo.errors import ConfigError, LabError
-from chaos_dynamo.route53.records import normalize_name
 
-EMPTY, BACKWARDS, STUCK = "empty-endpoint", "generation-decreased", "enactor-stuck"
-"""Violation kinds, named as the explorer names them (:mod:`chaos_dynamo.control.explorer`)."""
 RACE_PLANS = (5, 10, 11)
 """Enactor A applies plan 5, B plan 10, C plan 11."""
 
@@ -49,15 +62,26 @@ def run_race(plane: ControlPlane, design: Design = Design.NAIVE, seed: int = 0, 
     Starts from :meth:`ControlPlane.reset`, so two runs of one seed record the same history
     (same trace digest). Returns the history, its digest, the endpoints as the zone shows them
     after B's cleanup and at the end, the violations seen, and a summary.
+
+    Args:
+        timeout: seconds for the whole scenario, from the reset to the final settle (one
+            deadline, not one per wait); halting the actors afterwards may take up to
+            :data:`~chaos_dynamo.control.runtime.HALT_TIMEOUT` more.
+
+    Raises:
+        LabError: the deadline passed (naming what the scenario was waiting for), or an
+            actor died of an unexpected error.
+        ScenarioAborted: the control plane was stopped or restored meanwhile.
     """
     if len(plane.names) < 3:
         raise ConfigError("enactors", f"the race needs 3 Enactors, the lab runs {len(plane.names)}",
                           "start the lab with the default control plane")
     a, b, c = plane.names[:3]
     started = plane.clock.monotonic()
+    deadline = _Deadline(plane, "the race scenario", timeout)
     with plane.exclusive(f"the race scenario ({design.value})"):
         plane.reseed(seed)
-        plane.reset_locked(design, keep, len(plane.all_endpoints))
+        plane.reset_locked(design, keep, len(plane.all_endpoints), settle_timeout=deadline.left())
         fp = plane.failpoints
         try:
             plane.launch(Mode.RACE, [PLANNER, a, b, c])
@@ -66,26 +90,27 @@ def run_race(plane: ControlPlane, design: Design = Design.NAIVE, seed: int = 0, 
                 fp.arm("enactor.commit", "fail", actors=[a], count=lock_losses)
             fp.arm("enactor.cleanup", "pause", actors=[b], event=f"{a}.done")
             plane.add_burst(RACE_PLANS[0] - 1)
-            plane.wait_event(f"planner.plan:{RACE_PLANS[0]}", timeout)
+            deadline.event(f"planner.plan:{RACE_PLANS[0]}")
             plane.trigger(a)
-            plane.wait_event(f"{a}.checked", timeout)
-            _until(plane, lambda t: fp.wait_until_paused(a, t), f"{a} to pause after its check", timeout)
+            deadline.event(f"{a}.checked")
+            deadline.wait(lambda t: fp.wait_until_paused(a, t), f"{a} to pause after its check")
             plane.add_burst(RACE_PLANS[1] - RACE_PLANS[0])
-            plane.wait_event(f"planner.plan:{RACE_PLANS[1]}", timeout)
+            deadline.event(f"planner.plan:{RACE_PLANS[1]}")
             plane.trigger(b)
-            plane.wait_event(f"{b}.done", timeout)
+            deadline.event(f"{b}.done")
             after_cleanup = plane.views()
+            entries_after_cleanup = plane.history.entries()
             plane.add_burst(RACE_PLANS[2] - RACE_PLANS[1])
-            plane.wait_event(f"planner.plan:{RACE_PLANS[2]}", timeout)
+            deadline.event(f"planner.plan:{RACE_PLANS[2]}")
             plane.trigger(c)
-            plane.wait_event(f"{c}.done", timeout)
-            plane.settle()
+            deadline.event(f"{c}.done")
+            plane.settle(deadline.left())
         finally:
             plane.halt()
             fp.disarm()  # the race's own failpoints
         final = plane.views()
     entries = plane.history.entries()
-    violations = _violations(plane, entries, after_cleanup)
+    violations = [v.as_dict() for v in lab_violations(plane, entries_after_cleanup, after_cleanup)]
     kinds = {v["kind"] for v in violations}
     states = plane.enactor_states()
     return {
@@ -97,7 +122,7 @@ def run_race(plane: ControlPlane, design: Design = Design.NAIVE, seed: int = 0, 
         "went_backwards": plane.went_backwards(), "stuck": bool(plane.stuck), "stuck_reason": plane.stuck,
         "enactors": {name: s["phase"] for name, s in states.items()},
         "violations": violations,
-        "race_reproduced": {EMPTY, BACKWARDS, STUCK} <= kinds,
+        "race_reproduced": {EMPTY_ENDPOINT, GENERATION_DECREASED, ENACTOR_STUCK} <= kinds,
         "held": not kinds and states[c]["phase"] == Phase.DONE.value,
         "summary": summarize(entries, plane.history.baseline),
         "history": [e.as_dict() for e in entries],
@@ -105,7 +130,13 @@ def run_race(plane: ControlPlane, design: Design = Design.NAIVE, seed: int = 0, 
 
 
 def replay(plane: ControlPlane, trace: Trace, timeout: float = 60.0) -> dict[str, Any]:
-    """Replay ``trace`` on the lab: each actor thread takes its step only when it is next."""
+    """Replay ``trace`` on the lab: each actor thread takes its step only when it is next.
+
+    Args:
+        timeout: seconds for the whole replay, from the reset to the final settle (one
+            deadline); halting the actors afterwards may take up to
+            :data:`~chaos_dynamo.control.runtime.HALT_TIMEOUT` more.
+    """
     actors = [PLANNER, *plane.names]
     wanted = sorted({s.actor for s in trace.steps})
     if trace.enactors > len(plane.names) or any(a not in actors for a in wanted):
@@ -116,13 +147,14 @@ def replay(plane: ControlPlane, trace: Trace, timeout: float = 60.0) -> dict[str
                           f"{len(plane.all_endpoints)}", "replay a trace explored with at most that many")
     sequencer = _Sequencer(plane, trace)
     started = plane.clock.monotonic()
+    deadline = _Deadline(plane, "the replay", timeout)
     with plane.exclusive("replay a trace"):
         plane.reseed(trace.seed)
-        plane.reset_locked(Design(trace.design), trace.keep, trace.endpoints)
+        plane.reset_locked(Design(trace.design), trace.keep, trace.endpoints, settle_timeout=deadline.left())
         try:
             plane.launch(Mode.REPLAY, wanted, target=sequencer.actor)
-            sequencer.wait(timeout)
-            plane.settle()
+            sequencer.wait(deadline)
+            plane.settle(deadline.left())
         finally:
             plane.halt()
         final = plane.views()
@@ -212,22 +244,21 @@ class _Sequencer:
 
     def _observe(self, index: int) -> None:
         entries = self.plane.history.entries()
-        for v in _violations(self.plane, entries, self.plane.views()):
-            key = (v["kind"], v.get("endpoint", ""))
+        for v in lab_violations(self.plane, entries, self.plane.views()):
+            key = (v.kind, v.endpoint)
             if key not in self._seen:
                 self._seen.add(key)
-                self.violations.append({"step": index, **v})
+                self.violations.append({"step": index, **v.as_dict()})
 
-    def wait(self, timeout: float) -> None:
-        deadline = self.plane.clock.monotonic() + timeout
+    def wait(self, deadline: _Deadline) -> None:
+        """Until every step was taken (or the replay diverged); raises when the deadline
+        passes, the plane is stopped or an actor failed."""
+        def done(slice_: float) -> bool:
+            with self._cond:
+                return self._cond.wait_for(lambda: self.finished, slice_)
+
+        deadline.wait(done, f"the trace's steps ({self.taken} of {len(self.steps)} taken)")
         with self._cond:
-            while not self.finished:
-                if self.plane.aborted:
-                    raise ScenarioAborted("the control plane was stopped during the replay")
-                if self.plane.clock.monotonic() >= deadline:
-                    raise LabError(f"the replay did not finish within {timeout} s "
-                                   f"({self.taken} of {len(self.steps)} steps taken)")
-                self._cond.wait(timeout=0.1)
             if self._error is not None:
                 raise LabError(f"the replay failed at step {self.taken}: "
                                f"{type(self._error).__name__}: {self._error}")
@@ -235,42 +266,25 @@ class _Sequencer:
 
 # --- checks ----------------------------------------------------------------------------------
 
-def _violations(plane: ControlPlane, entries: list[Entry],
-                views: dict[str, EndpointView]) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = [
-        {"kind": EMPTY, "endpoint": normalize_name(name),
-         "detail": (f"the alias points at {v.alias_target}, which has no records" if v.alias_target
-                    else "there is no alias") + ": resolvers get NOERROR with no addresses"}
-        for name, v in views.items() if v.empty]
-    for change in went_backwards(entries, plane.history.baseline):
-        found.append({"kind": BACKWARDS, "endpoint": normalize_name(change.endpoint),
-                      "detail": f"{change.actor} made plan {change.after} active after plan {change.before} was: "
-                                "a stale plan was applied over a newer one"})
-    stuck = [e.record for e in entries if e.record.action == "commit" and e.record.outcome == "fail"]
+def lab_violations(plane: ControlPlane, entries: Sequence[Entry],
+                   views: Mapping[str, EndpointView]) -> list[Violation]:
+    """The invariants (:mod:`chaos_dynamo.control.invariants`) on the lab: ``views`` as the
+    zones show them, the highest generation each endpoint had from the history ``entries``
+    (which must be the history up to the moment of ``views``), and a stuck Enactor."""
+    highest = highest_generations(entries, plane.history.baseline)
+    names = list(views)
+    found = check_endpoints(names, [views[n] for n in names], [highest.get(n, 0) for n in names])
     if plane.stuck:
-        where = stuck[-1].endpoint if stuck and stuck[-1].endpoint else ""
-        found.append({"kind": STUCK, "endpoint": normalize_name(where) if where else "", "detail": plane.stuck})
+        found.append(enactor_stuck(plane.stuck_at, plane.stuck))
     return found
 
 
-def _kind(text: str) -> str:
-    """A violation kind, whatever its spelling in a trace (the explorer's names may differ)."""
-    t = text.lower().replace("_", "-")
-    if "stuck" in t:
-        return STUCK
-    if any(word in t for word in ("decreas", "back", "stale", "regress", "older")):
-        return BACKWARDS
-    if any(word in t for word in ("empty", "no-address", "delet", "missing")):
-        return EMPTY
-    return t
+def _same_violation(expected: Mapping[str, Any], observed: Mapping[str, Any]) -> bool:
+    """Whether the lab's ``observed`` violation is the trace's ``expected`` one (exact kind)."""
+    def of(v: Mapping[str, Any]) -> Violation:
+        return Violation(str(v.get("kind", "")), str(v.get("endpoint") or ""), str(v.get("detail", "")))
 
-
-def _same_violation(expected: dict[str, Any], observed: dict[str, Any]) -> bool:
-    if _kind(str(expected.get("kind", ""))) != observed["kind"]:
-        return False
-    endpoint = expected.get("endpoint")
-    return not endpoint or not observed.get("endpoint") or \
-        normalize_name(str(endpoint)) == normalize_name(str(observed["endpoint"]))
+    return same_violation(of(expected), of(observed))
 
 
 def _same_outcomes(trace: Trace, entries: list[Entry]) -> bool | None:
@@ -293,12 +307,37 @@ def _views(views: dict[str, EndpointView]) -> dict[str, dict[str, Any]]:
     return {name: {**asdict(v), "empty": v.empty} for name, v in views.items()}
 
 
-def _until(plane: ControlPlane, wait: Callable[[float], bool], what: str, timeout: float) -> None:
-    """Call ``wait(slice)`` (a condition wait returning True when done) until it succeeds,
-    giving up when the plane is stopped or ``timeout`` passes."""
-    deadline = plane.clock.monotonic() + timeout
-    while not wait(0.05):
-        if plane.aborted:
-            raise ScenarioAborted(f"the control plane was stopped while waiting for {what}")
-        if plane.clock.monotonic() >= deadline:
-            raise LabError(f"timed out after {timeout} s waiting for {what}")
+class _Deadline:
+    """One deadline for a whole scenario: every wait takes what is left of it."""
+
+    def __init__(self, plane: ControlPlane, scenario: str, timeout: float) -> None:
+        self.plane = plane
+        self.scenario = scenario
+        self.timeout = timeout
+        self.at = plane.clock.monotonic() + timeout
+
+    def left(self) -> float:
+        return max(0.0, self.at - self.plane.clock.monotonic())
+
+    def event(self, event: str) -> None:
+        """Wait for a control-plane event (:meth:`~chaos_dynamo.control.failpoints.Failpoints.signal`)."""
+        self.wait(lambda t: self.plane.failpoints.wait_for_event(event, t), repr(event))
+
+    def wait(self, ready: Callable[[float], bool], what: str) -> None:
+        """Call ``ready(slice)`` (a condition wait returning True when done) until it succeeds.
+
+        Raises:
+            ScenarioAborted: the plane was stopped (stop, restore, lab shutdown) meanwhile.
+            LabError: an actor died of an unexpected error, or the deadline passed.
+        """
+        while not ready(min(0.05, self.left())):
+            if self.plane.aborted:
+                raise ScenarioAborted(f"the control plane was stopped while {self.scenario} waited for {what}")
+            failed = self.plane.failed()
+            if failed:
+                raise LabError(f"{self.scenario} cannot go on: actor(s) stopped by an unexpected error: "
+                               + "; ".join(f"{name}: {error}" for name, error in sorted(failed.items())))
+            if self.left() <= 0:
+                raise LabError(f"{self.scenario} did not finish within its timeout of {self.timeout} s: it was "
+                               f"waiting for {what} (paused actors: {self.plane.failpoints.waiting() or 'none'}); "
+                               "give it a longer timeout, or check the lab's log")

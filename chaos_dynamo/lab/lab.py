@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import math
 import os
 import threading
 from collections.abc import Callable
@@ -316,7 +315,7 @@ class Lab:
             if self.control_plane is None:
                 raise LabError("the lab is stopping: its control plane is gone")
             return control_routes.handle(self.control_plane, method, parts[1:], query, body)
-        since = _since(query)
+        since = control_routes.parse_since(query)
         if parts == ["status"] and method == "GET":
             return 200, self.status()
         if parts == ["info"] and method == "GET":
@@ -378,21 +377,6 @@ class Lab:
 
 ERROR_STATUSES = (400, 500)
 """HTTP statuses the LB fleet can inject (see ``LoadBalancer.set_error_rate``)."""
-
-
-def _since(query: dict[str, list[str]]) -> float | None:
-    """The ``?since=T`` of a log route: seconds since the epoch, or None when absent."""
-    if "since" not in query:
-        return None
-    text = query["since"][0]
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise ConfigError("since", f"{text!r} is not a time",
-                          "give seconds since the epoch, e.g. ?since=1700000000.5")
-    return value
 
 
 def _bool(field: str, value: Any) -> bool:

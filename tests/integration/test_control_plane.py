@@ -21,11 +21,12 @@ import dns.query
 import dns.rcode
 import pytest
 
-from chaos_dynamo.clock import wait_until
+from chaos_dynamo.clock import REAL_CLOCK, wait_until
 from chaos_dynamo.control import actions, probes
 from chaos_dynamo.control.enactor import Design, trace_digest
 from chaos_dynamo.control.explorer import replay_in_memory
-from chaos_dynamo.control.runtime import ControlPlane, ScenarioAborted
+from chaos_dynamo.control.history import OPERATOR
+from chaos_dynamo.control.runtime import HALT_TIMEOUT, ControlPlane, ScenarioAborted
 from chaos_dynamo.control.trace import Step, load_trace
 from chaos_dynamo.endpoint import probes as endpoint_probes
 from chaos_dynamo.endpoint._lab import http_json
@@ -260,6 +261,46 @@ def test_the_operator_restore_aborts_a_race_in_flight(plane: ControlPlane, lab_i
     assert plane.status()["mode"] == "idle" and plane.status()["failpoints"] == []
     assert not [t.name for t in threading.enumerate() if t.name.startswith("control-")]
     assert len(answer(lab_info, lab_info.primary_endpoint.name)[1]) == 1
+
+
+def test_stop_aborts_a_race_in_flight_within_the_halt_deadline(plane: ControlPlane, lab_info: LabInfo,
+                                                                config: dict[str, Any]) -> None:
+    thread, errors = _race_in_background(plane)
+    try:
+        assert wait_until(lambda: "enactor-a" in plane.failpoints.waiting(), timeout=30, interval=0.02)
+        started = REAL_CLOCK.monotonic()
+        status = actions.stop_control_plane(configuration=config)
+        stopped_in = REAL_CLOCK.monotonic() - started
+    finally:
+        thread.join(timeout=60)
+    assert stopped_in < HALT_TIMEOUT, stopped_in
+    assert status["mode"] == "idle" and not any(a["alive"] for a in status["actors"].values())
+    assert len(errors) == 1 and isinstance(errors[0], ScenarioAborted), errors
+    assert plane.failpoints.waiting() == {} and not plane.failpoints.halted
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("control-")]
+    # Enactor A had checked plan 5 (and held it) when it was stopped: the hold is released.
+    assert plane.world(OPERATOR).plans.holders(5) == frozenset()
+    assert any(e.record.action == "release" and e.record.actor == "enactor-a" and e.record.generation == 5
+               for e in plane.history.entries())
+    plane.restore()
+
+
+def test_stopping_a_free_running_enactor_mid_cycle_releases_its_hold(plane: ControlPlane,
+                                                                     config: dict[str, Any]) -> None:
+    actions.reset_control_plane(design="fenced", configuration=config)
+    for enactor in ("enactor-b", "enactor-c"):  # only A takes plan 2
+        actions.stall_enactor(enactor, point="enactor.check", until="never", configuration=config)
+    actions.stall_enactor("enactor-a", point="enactor.commit", until="never", configuration=config)
+    actions.start_control_plane(plan_interval=0, poll=0.05, configuration=config)
+    actions.burst_planner(1, configuration=config)
+    plans = plane.world(OPERATOR).plans
+    assert wait_until(lambda: "enactor-a" in plane.failpoints.waiting(), timeout=30, interval=0.02)
+    assert plans.holders(2) == frozenset({"enactor-a"})
+    status = actions.stop_control_plane(configuration=config)
+    assert plans.holders(2) == frozenset()  # under fenced, a held plan would never be cleaned up
+    assert status["enactors"]["enactor-a"]["phase"] == "abandoned"
+    assert all(not s["paused"] and not s["alive"] and not s["error"] for s in status["enactors"].values())
+    actions.disarm_failpoints(configuration=config)
 
 
 def test_sigterm_of_the_lab_mid_race_stops_the_control_plane_first(tmp_path: Path) -> None:

@@ -248,6 +248,37 @@ def test_race_by_hand_fenced_holds_and_c_applies() -> None:
     assert _violations_along(setup, history, Design.FENCED) == set()
 
 
+@pytest.mark.parametrize("design", [Design.NAIVE, Design.FENCED])
+def test_the_lab_checks_the_explorers_invariants(design: Design) -> None:
+    """One set of invariants: the lab's check of a history and views finds what the explorer's does."""
+    from chaos_dynamo.control.history import History
+    from chaos_dynamo.control.runtime import ControlPlane
+    from chaos_dynamo.control.scenarios import lab_violations
+
+    setup, world, _, history = _race(design)
+    plane = ControlPlane("http://127.0.0.1:9", "us-east-1", "plans", setup.config.endpoints, setup.template)
+    plane.history = History()
+    plane.history.clear({ep.name: 1 for ep in setup.config.endpoints})
+    for i, record in enumerate(history):
+        plane.history.append(record, float(i), float(i))
+    views = views_of(world, setup.config)
+    lab = lab_violations(plane, plane.history.entries(), {ep.name: v for ep, v in zip(setup.config.endpoints, views,
+                                                                                      strict=True)})
+    # The explorer carries the highest generation in its state; the lab reads it from the history.
+    highest = (max(r.generation or 0 for r in history if r.action == "commit" and r.outcome == "ok"),)
+    assert lab == check_invariants(views, raise_highest(highest, views), setup.config)
+    assert {v.kind for v in lab} == ({EMPTY_ENDPOINT, GENERATION_DECREASED} if design == Design.NAIVE else set())
+
+
+def test_one_name_per_kind_and_actor() -> None:
+    from chaos_dynamo.control import explorer, history, invariants, runtime
+
+    assert explorer.Violation is invariants.Violation
+    assert (EMPTY_ENDPOINT, GENERATION_DECREASED, STUCK) == \
+        (invariants.EMPTY_ENDPOINT, invariants.GENERATION_DECREASED, invariants.ENACTOR_STUCK)
+    assert explorer.PLANNER is runtime.PLANNER is history.PLANNER == "planner"
+
+
 # --- invariants on hand-built broken states ------------------------------------------------
 
 
