@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,3 +76,37 @@ def can_bind(kind: int, address: str, port: int) -> bool:
             return True
         except OSError:
             return False
+
+
+def interrupt_once_empty(experiment: Path, info: LabInfo, state_file: Path, tmp_path: Path) -> tuple[int, str]:
+    """Run ``experiment`` with an extra 60 s action, Ctrl-C it once the endpoint answers empty.
+
+    Returns the exit code and output of ``chaos-dynamo run``.
+    """
+    import dns.message
+    import dns.query
+
+    from chaos_dynamo.clock import wait_until
+
+    data = json.loads(experiment.read_text())
+    data["method"].append({"type": "action", "name": "hold-the-outage", "provider": {
+        "type": "process", "path": "sleep", "arguments": "60"}})
+    path = tmp_path / f"long-{experiment.name}"
+    path.write_text(json.dumps(data))
+    process = subprocess.Popen([str(BIN / "chaos-dynamo"), "run", str(path), "--journal",
+                                str(tmp_path / "j.json"), "--state-file", str(state_file)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+                               start_new_session=True)
+
+    def empty() -> bool:
+        query = dns.message.make_query(info.primary_endpoint.name, "A")
+        return not dns.query.udp(query, info.dns_host, port=info.dns_port, timeout=2).answer
+
+    try:
+        assert wait_until(empty, timeout=120, interval=0.1), "the method never emptied the endpoint"
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground process group
+        output, _ = process.communicate(timeout=180)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+    return process.returncode, output

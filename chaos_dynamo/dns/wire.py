@@ -138,16 +138,21 @@ def encode_name(name: str) -> bytes:
     return out
 
 
-def _label_text(label: bytes) -> str:
+def _escaped(raw: bytes, special: tuple[int, ...], lowest: int) -> str:
+    """Presentation form: ``special`` bytes backslash-escaped, unprintable ones as \\DDD octal."""
     parts = []
-    for b in label:
-        if b in (0x2E, 0x5C):  # '.' and '\' stay readable, escaped
+    for b in raw:
+        if b in special:
             parts.append("\\" + chr(b))
-        elif 0x21 <= b <= 0x7E:
+        elif lowest <= b <= 0x7E:
             parts.append(chr(b))
         else:
             parts.append(f"\\{b:03o}")
     return "".join(parts)
+
+
+def _label_text(label: bytes) -> str:
+    return _escaped(label, (0x2E, 0x5C), 0x21)  # '.' and '\' stay readable, escaped
 
 
 def name_to_text(wire_name: bytes) -> str:
@@ -393,15 +398,7 @@ def txt_text(strings: list[bytes]) -> str:
 
 
 def _txt_escape(raw: bytes) -> str:
-    parts = []
-    for b in raw:
-        if b in (0x22, 0x5C):
-            parts.append("\\" + chr(b))
-        elif 0x20 <= b <= 0x7E:
-            parts.append(chr(b))
-        else:
-            parts.append(f"\\{b:03o}")
-    return "".join(parts)
+    return _escaped(raw, (0x22, 0x5C), 0x20)  # '"' and '\' escaped; space is printable here
 
 
 def _fields(value: str, count: int, rtype: str) -> list[str]:

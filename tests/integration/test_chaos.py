@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import dns.message
-import dns.query
 import pytest
 
-from chaos_dynamo.clock import wait_until
 from chaos_dynamo.endpoint import probes
 from chaos_dynamo.lab.state import LabInfo
-from tests.conftest import BIN, ROOT
+from tests.conftest import BIN, ROOT, interrupt_once_empty
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 EXPERIMENTS = sorted((ROOT / "experiments").glob("*.json"))
@@ -110,30 +105,8 @@ def test_a_hold_experiment_that_deviates_fails_the_run(lab_state_file: Path, tmp
 
 def test_ctrl_c_mid_method_still_restores_the_endpoint(lab_info: LabInfo, lab_state_file: Path,
                                                        tmp_path: Path, config: dict[str, Any]) -> None:
-    experiment = json.loads(SMOKE.read_text())
-    experiment["method"].append({"type": "action", "name": "hold-the-outage", "provider": {
-        "type": "process", "path": "sleep", "arguments": "60"}})
-    path = tmp_path / "long.json"
-    path.write_text(json.dumps(experiment))
-    process = subprocess.Popen([str(BIN / "chaos-dynamo"), "run", str(path), "--journal",
-                                str(tmp_path / "j.json"), "--state-file", str(lab_state_file)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
-                               start_new_session=True)
-
-    def empty() -> bool:
-        query = dns.message.make_query(lab_info.primary_endpoint.name, "A")
-        response = dns.query.udp(query, lab_info.dns_host, port=lab_info.dns_port, timeout=2)
-        return not response.answer
-
-    try:
-        assert wait_until(empty, timeout=120, interval=0.1), "the method never emptied the endpoint"
-        # Ctrl-C in a terminal reaches the whole foreground process group.
-        os.killpg(process.pid, signal.SIGINT)
-        output, _ = process.communicate(timeout=180)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-    assert process.returncode != 0
+    returncode, output = interrupt_once_empty(SMOKE, lab_info, lab_state_file, tmp_path)
+    assert returncode != 0
     assert "INTERRUPTED" in output
     assert probes.endpoint_addresses(configuration=config) == 1
     assert probes.dynamodb_roundtrip(configuration=config) is True

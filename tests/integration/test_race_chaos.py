@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import dns.message
-import dns.query
 import pytest
 
-from chaos_dynamo.clock import wait_until
 from chaos_dynamo.control import probes
 from chaos_dynamo.endpoint import probes as endpoint_probes
 from chaos_dynamo.lab.lab import Lab
 from chaos_dynamo.lab.state import LabInfo
-from tests.conftest import BIN, ROOT
+from tests.conftest import BIN, ROOT, interrupt_once_empty
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 RACE = ROOT / "experiments" / "dns-stale-plan-race.json"
@@ -102,28 +97,8 @@ def test_chaos_dynamo_run_reproduces_the_race(lab_state_file: Path, tmp_path: Pa
 
 def test_ctrl_c_mid_race_still_restores_and_unsticks(lab_info: LabInfo, lab_state_file: Path, tmp_path: Path,
                                                      config: dict[str, Any]) -> None:
-    experiment = json.loads(RACE.read_text())
-    experiment["method"].append({"type": "action", "name": "hold-the-outage", "provider": {
-        "type": "process", "path": "sleep", "arguments": "60"}})
-    path = tmp_path / "long-race.json"
-    path.write_text(json.dumps(experiment))
-    process = subprocess.Popen([str(BIN / "chaos-dynamo"), "run", str(path), "--journal",
-                                str(tmp_path / "j.json"), "--state-file", str(lab_state_file)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
-                               start_new_session=True)
-
-    def empty() -> bool:
-        query = dns.message.make_query(lab_info.primary_endpoint.name, "A")
-        return not dns.query.udp(query, lab_info.dns_host, port=lab_info.dns_port, timeout=2).answer
-
-    try:
-        assert wait_until(empty, timeout=120, interval=0.1), "the race never emptied the endpoint"
-        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
-        output, _ = process.communicate(timeout=180)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-    assert process.returncode != 0
+    returncode, output = interrupt_once_empty(RACE, lab_info, lab_state_file, tmp_path)
+    assert returncode != 0
     assert "INTERRUPTED" in output
     assert endpoint_probes.endpoint_addresses(configuration=config) == 1
     assert endpoint_probes.dynamodb_roundtrip(configuration=config) is True
