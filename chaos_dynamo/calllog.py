@@ -1,0 +1,168 @@
+"""The call log: what a service's SDK did, call by call and attempt by attempt.
+
+A Python service run with the shim (``CHAOS_DYNAMO_CALL_LOG`` set to a directory) appends
+one JSON object per line to ``<dir>/<service>-<pid>.jsonl`` as botocore works:
+
+- ``{"e": "call", "id": "<pid>-<n>", "t": T, "op": "GetItem", "svc": "checkout", "pid": P}``:
+  a logical call began (one client method call, whatever its retries);
+- ``{"e": "attempt", "id": ..., "t": T, "n": 1}``: attempt ``n`` of it is about to be sent;
+- ``{"e": "outcome", "id": ..., "t": T, "n": 1, "status": 200 | null, "error": str | null,
+  "dns": bool}``: how attempt ``n`` ended (``status`` null when no HTTP response came back;
+  ``dns`` true when the endpoint's name did not resolve);
+- ``{"e": "end", "id": ..., "t": T, "ok": bool, "error": str | null}``: the call returned
+  or raised.
+
+A call still retrying when the log is read has no ``end``: it is read back with ``end`` None
+and the attempts made so far, so a call that never gives up is counted, not lost.
+
+Times are wall-clock seconds (``time.time()``), comparable with the lab's logs on the same
+machine. Kept to the standard library: the shim imports it into every Python process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CALL_LOG_ENV = "CHAOS_DYNAMO_CALL_LOG"
+"""Directory the shim writes call logs into (one file per process)."""
+SERVICE_ENV = "CHAOS_DYNAMO_SERVICE"
+"""The service a process belongs to; else ``AWS_SDK_UA_APP_ID``; else ``unattributed``."""
+APP_ID_ENV = "AWS_SDK_UA_APP_ID"
+UNATTRIBUTED = "unattributed"
+
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def service_name(environ: Any = None) -> str:
+    """The service this process reports as: $CHAOS_DYNAMO_SERVICE, $AWS_SDK_UA_APP_ID, or unattributed."""
+    env = os.environ if environ is None else environ
+    return str(env.get(SERVICE_ENV) or env.get(APP_ID_ENV) or UNATTRIBUTED)
+
+
+def log_path(directory: str | Path, service: str, pid: int) -> Path:
+    """``<dir>/<service>-<pid>.jsonl``, with the service name made safe for a file name."""
+    return Path(directory) / f"{_SAFE.sub('_', service) or UNATTRIBUTED}-{pid}.jsonl"
+
+
+class CallLogWriter:
+    """Appends events to one process's call log; safe to call from many threads.
+
+    Each event is one ``os.write`` of one line to a file opened with ``O_APPEND``, so lines
+    never interleave and a reader sees whole lines (a torn last line is skipped on read).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._lock = threading.Lock()
+
+    def write(self, event: dict[str, Any]) -> None:
+        line = (json.dumps(event, separators=(",", ":")) + "\n").encode()
+        with self._lock:
+            if self._fd >= 0:
+                os.write(self._fd, line)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt of a call. ``end`` is None while it is in flight (or was cut off)."""
+
+    number: int
+    start: float
+    end: float | None = None
+    status: int | None = None
+    error: str | None = None
+    dns_failure: bool = False
+
+
+@dataclass(frozen=True)
+class Call:
+    """One logical call: what the application asked for once, with every attempt it took."""
+
+    id: str
+    service: str
+    pid: int
+    operation: str
+    start: float
+    end: float | None = None
+    ok: bool | None = None
+    error: str | None = None
+    attempts: tuple[Attempt, ...] = field(default_factory=tuple)
+
+    @property
+    def finished(self) -> bool:
+        return self.end is not None
+
+
+def read_events(paths: Iterable[str | Path]) -> Iterator[dict[str, Any]]:
+    """Every whole, parseable event line in ``paths``; torn or foreign lines are skipped."""
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                for line in handle:
+                    if not line.endswith("\n"):
+                        break  # a line still being written
+                    try:
+                        event = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(event, dict) and "e" in event and "id" in event:
+                        yield event
+        except FileNotFoundError:
+            continue
+
+
+def assemble(events: Iterable[dict[str, Any]]) -> list[Call]:
+    """Group events into calls, ordered by start time. Events of unknown calls are ignored."""
+    calls: dict[str, dict[str, Any]] = {}
+    attempts: dict[str, dict[int, dict[str, Any]]] = {}
+    for event in events:
+        kind, call_id = event.get("e"), str(event.get("id"))
+        if kind == "call":
+            calls[call_id] = {
+                "id": call_id, "service": str(event.get("svc", UNATTRIBUTED)),
+                "pid": int(event.get("pid", 0)), "operation": str(event.get("op", "unknown")),
+                "start": float(event["t"]),
+            }
+            attempts[call_id] = {}
+        elif call_id not in calls:
+            continue
+        elif kind == "attempt":
+            number = int(event.get("n", len(attempts[call_id]) + 1))
+            attempts[call_id][number] = {"number": number, "start": float(event["t"])}
+        elif kind == "outcome":
+            number = int(event.get("n", len(attempts[call_id])))
+            slot = attempts[call_id].setdefault(number, {"number": number, "start": float(event["t"])})
+            slot.update(end=float(event["t"]), status=event.get("status"), error=event.get("error"),
+                        dns_failure=bool(event.get("dns", False)))
+        elif kind == "end":
+            calls[call_id].update(end=float(event["t"]), ok=bool(event.get("ok")), error=event.get("error"))
+    out = []
+    for call_id, data in calls.items():
+        tried = tuple(Attempt(**a) for _, a in sorted(attempts[call_id].items()))
+        out.append(Call(**data, attempts=tried))
+    return sorted(out, key=lambda c: (c.start, c.id))
+
+
+def read_calls(directory: str | Path, service: str | None = None) -> list[Call]:
+    """Every call logged under ``directory`` (optionally only ``service``'s), by start time."""
+    root = Path(directory)
+    if not root.is_dir():
+        return []
+    pattern = f"{_SAFE.sub('_', service)}-*.jsonl" if service else "*.jsonl"
+    calls = assemble(read_events(sorted(root.glob(pattern))))
+    return [c for c in calls if service is None or c.service == service]
