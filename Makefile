@@ -2,11 +2,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml chaos_dynamo/_shim_boot/chaos_dynamo_shim.pth | cksum | cut -d' ' -f1)
 
 .PHONY: run test test-fast bench soak lint typecheck clean lab-up lab-down
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml chaos_dynamo/_shim_boot/chaos_dynamo_shim.pth
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'

@@ -13,7 +13,20 @@ It switches on at interpreter start when ``CHAOS_DYNAMO_DNS=host:port`` is set (
     with lab_resolver(("127.0.0.1", 5353), zones=["us-east-1.amazonaws.com"]):
         boto3.client("dynamodb", endpoint_url="http://dynamodb.us-east-1.amazonaws.com:8000")
 
-Kept to the standard library: it is imported by every Python process that has the variable.
+The environment it reads at start (``CHAOS_DYNAMO_SHIM=0`` switches all of it off):
+
+- ``CHAOS_DYNAMO_DNS=host:port`` and ``CHAOS_DYNAMO_ZONES=a,b``: resolve lab names as above.
+- ``CHAOS_DYNAMO_SOURCE_ADDRESS=127.0.0.x``: send this process's DNS queries from that
+  address, so the lab's DNS log attributes them to the service (loopback IPv4 only).
+- ``CHAOS_DYNAMO_CALL_LOG=<dir>``: hook botocore (:mod:`chaos_dynamo.callhooks`) and write
+  every logical call and each of its attempts to ``<dir>/<service>-<pid>.jsonl``
+  (:mod:`chaos_dynamo.calllog`; the service is ``CHAOS_DYNAMO_SERVICE``, else
+  ``AWS_SDK_UA_APP_ID``). This works without ``CHAOS_DYNAMO_DNS`` too: attempts per call
+  are worth knowing against any endpoint (LocalStack, MiniStack, a sandbox account).
+
+A bad value is reported in one line on stderr and that part stays off; the process starts.
+Kept to the standard library and cheap: it is imported by every Python process that has
+one of the variables; botocore is hooked only when the process itself imports it.
 """
 
 from __future__ import annotations
@@ -27,16 +40,21 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from chaos_dynamo.dns.client import DnsTimeout, query
+from chaos_dynamo.dns.client import DnsTimeout, check_source, query
 from chaos_dynamo.dns.wire import WireError
 
 DNS_ENV = "CHAOS_DYNAMO_DNS"
 ZONES_ENV = "CHAOS_DYNAMO_ZONES"
 DISABLE_ENV = "CHAOS_DYNAMO_SHIM"
+SOURCE_ENV = "CHAOS_DYNAMO_SOURCE_ADDRESS"
+CALL_LOG_ENV = "CHAOS_DYNAMO_CALL_LOG"
+"""Same value as :data:`chaos_dynamo.calllog.CALL_LOG_ENV`, kept here so start-up needs no import."""
 
 _original_getaddrinfo: Callable[..., list[Any]] = socket.getaddrinfo
 _lock = threading.Lock()
 _active: _Resolver | None = None
+_booted: bool | None = None
+"""What :func:`install_from_env` returned for ``os.environ``; None before it ran."""
 
 # glibc's codes, so callers (botocore among them) see what a real outage shows them.
 EAI_NONAME = getattr(socket, "EAI_NONAME", -2)
@@ -93,10 +111,12 @@ class _Answer:
 class _Resolver:
     """The replacement getaddrinfo, with counters of what it resolved."""
 
-    def __init__(self, server: tuple[str, int], zones: Sequence[str] | None, timeout: float) -> None:
+    def __init__(self, server: tuple[str, int], zones: Sequence[str] | None, timeout: float,
+                 source: str | None = None) -> None:
         self.server = server
         self.zones = tuple(z.lower().strip(".") for z in zones) if zones else None
         self.timeout = timeout
+        self.source = source
         self.counts = {"lab_lookups": 0, "lab_failures": 0, "passed_through": 0}
 
     def _is_lab_name(self, host: str) -> bool | None:
@@ -142,7 +162,7 @@ class _Resolver:
         rcodes: list[str] = []
         for qtype in _QTYPES.get(family, ("A", "AAAA")):
             try:
-                answer = query(self.server, host, qtype, timeout=self.timeout)
+                answer = query(self.server, host, qtype, timeout=self.timeout, source=self.source)
             except WireError:  # not a name DNS can carry (e.g. non-ASCII)
                 if not lab_name:
                     return _Answer([], unreachable=True)
@@ -175,16 +195,33 @@ def _is_literal(host: str) -> bool:
         return False
 
 
-def install(server: tuple[str, int], zones: Sequence[str] | None = None, timeout: float = 1.0) -> None:
+def parse_source(text: str) -> str:
+    """Return ``text`` if it is an IPv4 loopback address; ValueError naming the variable otherwise."""
+    try:
+        return check_source(text.strip())
+    except ValueError:
+        raise ValueError(f"{SOURCE_ENV}={text!r} is not an IPv4 loopback address (127.0.0.x); DNS "
+                         "queries are only ever sent from loopback: use e.g. 127.0.0.101") from None
+
+
+def install(server: tuple[str, int], zones: Sequence[str] | None = None, timeout: float = 1.0,
+            source: str | None = None) -> None:
     """Route lookups of lab names (or, with no zones given, any name the lab DNS serves).
 
+    Args:
+        source: send the queries from this loopback address (127.0.0.x) instead of the
+            kernel's choice, so the lab DNS log tells this process's queries apart.
+
     Raises:
-        ValueError: ``server`` is not a loopback address (the message names $CHAOS_DYNAMO_DNS).
+        ValueError: ``server`` or ``source`` is not a loopback address (the message names
+            $CHAOS_DYNAMO_DNS or $CHAOS_DYNAMO_SOURCE_ADDRESS); nothing changes.
     """
     global _active
     check_server(server)
+    if source is not None:
+        source = parse_source(source)
     with _lock:
-        _active = _Resolver(server, zones, timeout)
+        _active = _Resolver(server, zones, timeout, source)
         socket.getaddrinfo = _active.getaddrinfo
 
 
@@ -205,35 +242,99 @@ def stats() -> dict[str, int]:
     return dict(_active.counts) if _active else {}
 
 
+def source_address() -> str | None:
+    """The address the shim's DNS queries are sent from, when one was chosen."""
+    resolver = _active
+    return resolver.source if resolver else None
+
+
 @contextmanager
 def lab_resolver(server: tuple[str, int], zones: Sequence[str] | None = None,
-                 timeout: float = 1.0) -> Iterator[None]:
-    """Resolve lab names through ``server`` inside the block."""
+                 timeout: float = 1.0, source: str | None = None) -> Iterator[None]:
+    """Resolve lab names through ``server`` inside the block (queries from ``source`` if given)."""
     previous = _active
-    install(server, zones, timeout)
+    install(server, zones, timeout, source)
     try:
         yield
     finally:
         if previous is None:
             uninstall()
         else:
-            install(previous.server, previous.zones, previous.timeout)
+            install(previous.server, previous.zones, previous.timeout, previous.source)
+
+
+def install_call_log(directory: str, service: str | None = None) -> None:
+    """Log every botocore call and attempt of this process under ``directory``.
+
+    Args:
+        directory: where ``<service>-<pid>.jsonl`` is written (created at the first call).
+        service: the name calls are logged under; ``calllog.service_name()`` by default
+            (read at the first call, so a process that never calls AWS imports nothing more).
+
+    Raises:
+        ValueError: ``directory`` is empty or names something that is not a directory
+            (the message names $CHAOS_DYNAMO_CALL_LOG); nothing changes.
+    """
+    from chaos_dynamo import callhooks
+
+    if not directory.strip():
+        raise ValueError(f"{CALL_LOG_ENV} is empty; set it to a directory for the call logs")
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise ValueError(f"{CALL_LOG_ENV}={directory!r} is not a directory; set it to a directory "
+                         "for the call logs (it is created if missing)")
+    callhooks.install(callhooks.ProcessLog(directory, service), service=service)
 
 
 def install_from_env(environ: Any = None) -> bool:
-    """Install from $CHAOS_DYNAMO_DNS / $CHAOS_DYNAMO_ZONES; return True when active.
+    """Install what the environment asks for (see the module docstring).
 
-    A bad value is reported on stderr and leaves the system resolver in place: a typo in
-    the environment must not stop every Python program from starting.
+    Returns:
+        True when lab names now resolve through the lab DNS (the call log, which can be on
+        without it, is reported by :func:`chaos_dynamo.callhooks.installed`).
+
+    A bad value is reported on stderr and leaves that part off (the system resolver, the
+    default source address, botocore unhooked): a typo in the environment must not stop
+    every Python program from starting.
+
+    From ``os.environ`` (``environ`` None) it runs once per process: in a virtualenv,
+    CPython 3.11's ``site`` executes every ``.pth`` line twice (``venv()`` and then
+    ``main()`` both process the venv's site-packages).
     """
+    global _booted
+    if environ is None:
+        if _booted is not None:
+            return _booted
+        _booted = False
     env = os.environ if environ is None else environ
+    if env.get(DISABLE_ENV, "1") == "0":
+        return False
+    resolving = False
     text = env.get(DNS_ENV, "")
-    if not text or env.get(DISABLE_ENV, "1") == "0":
-        return False
-    zones = [z for z in env.get(ZONES_ENV, "").split(",") if z.strip()] or None
-    try:
-        install(parse_server(text), zones)
-    except ValueError as exc:
-        sys.stderr.write(f"chaos-dynamo shim not active: {exc}\n")
-        return False
-    return True
+    if text:
+        zones = [z for z in env.get(ZONES_ENV, "").split(",") if z.strip()] or None
+        source: str | None = env.get(SOURCE_ENV, "").strip() or None
+        if source is not None:
+            try:
+                source = parse_source(source)
+            except ValueError as exc:
+                sys.stderr.write(f"chaos-dynamo shim: {exc}; queries go from the default address\n")
+                source = None
+        try:
+            install(parse_server(text), zones, source=source)
+            resolving = True
+        except ValueError as exc:
+            sys.stderr.write(f"chaos-dynamo shim not active: {exc}\n")
+    directory = env.get(CALL_LOG_ENV, "")
+    if directory:
+        try:
+            service = None
+            if environ is not None:
+                from chaos_dynamo.calllog import service_name
+
+                service = service_name(env)
+            install_call_log(directory, service)
+        except (ValueError, OSError) as exc:
+            sys.stderr.write(f"chaos-dynamo call log not active: {exc}\n")
+    if environ is None:
+        _booted = resolving
+    return resolving

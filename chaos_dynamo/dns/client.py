@@ -9,6 +9,7 @@ UDP answer is truncated.
 
 from __future__ import annotations
 
+import ipaddress
 import random
 import socket
 import time
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 from chaos_dynamo.dns import wire
 
-__all__ = ["DnsAnswer", "DnsTimeout", "query"]
+__all__ = ["DnsAnswer", "DnsTimeout", "check_source", "query"]
 
 _ADDRESS_TYPES = frozenset({"A", "AAAA"})
 _ids = random.SystemRandom()
@@ -47,7 +48,7 @@ class DnsAnswer:
 
 def query(
     server: tuple[str, int], name: str, qtype: str = "A", *, timeout: float = 1.0,
-    tcp: bool = False, retries: int = 1, rng: random.Random | None = None,
+    tcp: bool = False, retries: int = 1, rng: random.Random | None = None, source: str | None = None,
 ) -> DnsAnswer:
     """Ask ``server`` for ``name``/``qtype`` (class IN, RD clear, no EDNS).
 
@@ -57,23 +58,28 @@ def query(
         tcp: ask over TCP from the start.
         retries: further attempts after the first one times out.
         rng: source of query ids, for replayable traces; the OS's by default.
+        source: send from this IPv4 loopback address (127.0.0.x), so the server's log
+            tells this client apart from others; the kernel's choice by default.
 
     Raises:
+        ValueError: ``source`` is not an IPv4 loopback address (nothing is sent).
         DnsTimeout: no answer after ``1 + retries`` attempts (a refused or reset
             connection counts as no answer, as it does for a resolver).
         wire.WireError: ``name`` or ``qtype`` cannot be put in a query.
     """
     ids = rng or _ids
+    if source is not None:
+        check_source(source)
     problems: list[str] = []
     for _ in range(max(0, retries) + 1):
         qid = ids.getrandbits(16)
         message = wire.build_query(qid, name, qtype)
         try:
             if not tcp:
-                reply = _ask_udp(server, message, timeout)
+                reply = _ask_udp(server, message, timeout, source)
                 if not reply.truncated:
                     return _answer(reply, "udp")
-            return _answer(_ask_tcp(server, message, timeout), "tcp")
+            return _answer(_ask_tcp(server, message, timeout, source), "tcp")
         except (TimeoutError, OSError, wire.WireError) as error:
             problems.append(f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)
     raise DnsTimeout(
@@ -81,6 +87,21 @@ def query(
         f"{max(0, retries) + 1} attempt(s) of {timeout}s ({'; '.join(problems)}); "
         "is the lab DNS running on that address?"
     )
+
+
+def check_source(source: str) -> str:
+    """Return ``source`` if it is an IPv4 loopback address; ValueError otherwise.
+
+    Only loopback: a source address elsewhere would send the query off the machine's
+    loopback interface, which the lab never does.
+    """
+    try:
+        address = ipaddress.ip_address(source)
+    except ValueError:
+        address = None
+    if not isinstance(address, ipaddress.IPv4Address) or not address.is_loopback:
+        raise ValueError(f"source address {source!r} is not an IPv4 loopback address (127.0.0.x)")
+    return source
 
 
 def _answer(reply: wire.Response, transport: str) -> DnsAnswer:
@@ -96,10 +117,12 @@ def _matches(reply: bytes, message: bytes) -> bool:
     return reply[4:6] == b"\x00\x01" and reply[12 : 12 + len(question)].lower() == question.lower()
 
 
-def _ask_udp(server: tuple[str, int], message: bytes, timeout: float) -> wire.Response:
+def _ask_udp(server: tuple[str, int], message: bytes, timeout: float, source: str | None = None) -> wire.Response:
     """Send once, then read until a matching reply or the deadline; strays are ignored."""
     deadline = time.monotonic() + timeout
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        if source is not None:
+            sock.bind((source, 0))
         sock.connect(server)  # the kernel then drops datagrams from anyone else
         sock.send(message)
         while True:
@@ -112,10 +135,11 @@ def _ask_udp(server: tuple[str, int], message: bytes, timeout: float) -> wire.Re
                 return wire.parse_response(reply)
 
 
-def _ask_tcp(server: tuple[str, int], message: bytes, timeout: float) -> wire.Response:
+def _ask_tcp(server: tuple[str, int], message: bytes, timeout: float, source: str | None = None) -> wire.Response:
     """One length-prefixed exchange on a fresh connection, all within ``timeout``."""
     deadline = time.monotonic() + timeout
-    with socket.create_connection(server, timeout=timeout) as sock:
+    bind = (source, 0) if source is not None else None
+    with socket.create_connection(server, timeout=timeout, source_address=bind) as sock:
         sock.sendall(len(message).to_bytes(2, "big") + message)
         while True:
             length = int.from_bytes(_read(sock, 2, deadline), "big")
