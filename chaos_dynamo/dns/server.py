@@ -344,6 +344,31 @@ def _pick(weights: Sequence[int], options: Sequence[_T], rng: random.Random) -> 
     return options[bisect.bisect_right(cumulative, rng.random() * cumulative[-1])]
 
 
+def _reachable_addresses(table: _Table, qname: str, qtype: str) -> frozenset[str]:
+    """The distinct values of type ``qtype`` in any answer to ``qname``/``qtype``.
+
+    Past ``MAX_BRANCHES`` weighted outcomes (never in a lab topology) one outcome,
+    chosen by a fixed seed, is counted: a lower bound, and still deterministic.
+    """
+    try:
+        branches = _Resolver(table).resolve(qname, qtype)
+    except _TooManyBranches:
+        branches = _Resolver(table, random.Random(0)).resolve(qname, qtype)
+    code = wire.type_code(qtype)
+    return frozenset(
+        _canonical_address(value)
+        for branch in branches for _, rtype, _, value in branch.answers if rtype == code
+    )
+
+
+def _canonical_address(value: str) -> str:
+    """One spelling per address (``::FFFF:7f00:b`` and ``::ffff:127.0.0.11`` are one)."""
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        return value
+
+
 # --- answer cache -------------------------------------------------------------------
 
 
@@ -534,6 +559,18 @@ class LabDNS:
     def zones(self) -> list[ZoneSnapshot]:
         """The snapshots being served, in publish order."""
         return [zone.snapshot for zone in self._table.by_id.values()]
+
+    def addresses(self, name: str) -> int:
+        """How many addresses a query for ``name`` can answer with now: A plus AAAA.
+
+        Resolved as a query is (alias, CNAME, routing policies), over the table queries
+        read, but nothing is logged or counted. Where a weighted set gives each query one
+        member, every member with a positive weight counts: the distinct addresses any
+        client could get. NXDOMAIN, NODATA and names outside every zone count 0.
+        """
+        table = self._table  # one table for both types, as one query sees
+        qname = normalize_name(name)
+        return sum(len(_reachable_addresses(table, qname, qtype)) for qtype in ("A", "AAAA"))
 
     # --- answering ------------------------------------------------------------------
 

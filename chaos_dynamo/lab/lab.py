@@ -9,6 +9,10 @@
 ``Lab.start()`` brings everything up on loopback, creates the topology (hosted zones, the
 plan table, the first plan) through the lab's own Route 53 front, and waits until the lab
 DNS answers the endpoint.
+
+Every zone the DNS publishes goes through the lab, which keeps the *availability
+timeline*: how many addresses each endpoint's name resolves to, one entry per change,
+stamped with the lab clock at the moment the DNS switches to the new answers.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import dataclasses
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlparse
 
@@ -34,15 +38,44 @@ from chaos_dynamo.errors import AwsError, ConfigError, LabError, SafetyError
 from chaos_dynamo.lab import metrics
 from chaos_dynamo.lab.front import LabFront
 from chaos_dynamo.lab.state import EndpointInfo, LabInfo
-from chaos_dynamo.lbfleet.proxy import LBFleet
+from chaos_dynamo.lbfleet.proxy import ERROR_CODES, LBFleet
 from chaos_dynamo.plans import plan_from_fleet, upsert_changes
 from chaos_dynamo.planstore import PlanStore
 from chaos_dynamo.route53.backend import Route53Backend, make_client
-from chaos_dynamo.route53.records import normalize_name
+from chaos_dynamo.route53.records import ZoneSnapshot, normalize_name
 from chaos_dynamo.route53.rules import change_from_api
 from chaos_dynamo.route53.service import Route53Service
 
 READY_TIMEOUT = 30.0
+
+
+class AvailabilityTimeline:
+    """How many addresses each endpoint resolves to, over time: an entry only on change.
+
+    Entries are ``{"time", "endpoint", "addresses"}`` in the order recorded. Thread-safe;
+    pure (the caller supplies times and counts).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: list[dict[str, Any]] = []
+        self._last: dict[str, int] = {}
+
+    def record(self, time: float, counts: Mapping[str, int]) -> list[dict[str, Any]]:
+        """Append an entry for each endpoint whose count differs from its last (or that has
+        none yet), in ``counts`` order; return the entries appended."""
+        with self._lock:
+            changed = [(name, count) for name, count in counts.items() if self._last.get(name) != count]
+            self._last.update(changed)
+            added = [{"time": time, "endpoint": name, "addresses": count} for name, count in changed]
+            self._entries.extend(added)
+        return [dict(entry) for entry in added]
+
+    def entries(self, endpoint: str | None = None) -> list[dict[str, Any]]:
+        """Copies of the entries, all or one endpoint's, oldest first."""
+        with self._lock:
+            chosen = [e for e in self._entries if endpoint is None or e["endpoint"] == endpoint]
+        return [dict(entry) for entry in chosen]
 
 
 class Lab:
@@ -63,6 +96,10 @@ class Lab:
         self._resync_stop = threading.Event()
         self._resync_thread: threading.Thread | None = None
         self.control_plane: ControlPlane | None = None
+        # Held across a DNS publish and the count that follows it, so timeline entries are
+        # in publish order and each count is of the table its entry is stamped with.
+        self._publish_lock = threading.Lock()
+        self._timeline: AvailabilityTimeline | None = None  # set once the topology is up
 
     # --- lifecycle ----------------------------------------------------------------------
     def __enter__(self) -> Lab:
@@ -74,6 +111,7 @@ class Lab:
 
     def start(self) -> LabInfo:
         """Bring the lab up and create the topology; on any failure stop what was started."""
+        self._timeline = None  # bootstrap publishes are not part of the timeline
         try:
             self._start_parts()
             self._bootstrap()
@@ -82,6 +120,9 @@ class Lab:
             with contextlib.suppress(Exception):  # the start failure is the error to report
                 self.stop()
             raise
+        with self._publish_lock:  # the first entry per endpoint: the state the lab starts in
+            self._timeline = AvailabilityTimeline()
+            self._note_availability(self.clock.now())
         self.started_at = self.clock.now()
         # Only an external backend can be written behind the lab's back (init hooks, other
         # tools); the embedded moto is reached only through the lab, so it needs no polling,
@@ -98,8 +139,8 @@ class Lab:
         self.dns.start()
         self.route53 = Route53Service(
             Route53Backend(self.emulator_url, t.region),
-            self.dns.publish,
-            remove=self.dns.remove_zone,
+            self._publish,
+            remove=self._remove_zone,
             sole_writer=not t.backend,
             propagation_delay=t.propagation_delay,
             seed=t.seed,
@@ -229,6 +270,60 @@ class Lab:
         ):
             raise LabError("the lab DNS did not pick up the initial plan in time")
 
+    # --- DNS publishing and the availability timeline ----------------------------------
+    def _publish(self, snapshot: ZoneSnapshot) -> None:
+        """Serve ``snapshot`` from the lab DNS and note what the endpoints now resolve to."""
+        with self._publish_lock:
+            dns = self._running_dns()
+            # Stamped just before the switch: every answer from the new table is logged
+            # at or after this time (the DNS stamps a query after reading the table).
+            at = self.clock.now()
+            dns.publish(snapshot)
+            self._note_availability(at)
+
+    def _remove_zone(self, zone_id: str) -> None:
+        with self._publish_lock:
+            dns = self._running_dns()
+            at = self.clock.now()
+            dns.remove_zone(zone_id)
+            self._note_availability(at)
+
+    def _running_dns(self) -> LabDNS:
+        if self.dns is None:
+            raise LabError("the lab is stopping: its DNS is gone")
+        return self.dns
+
+    def _note_availability(self, at: float) -> None:
+        """Record each endpoint's address count (call with ``_publish_lock`` held)."""
+        timeline, dns = self._timeline, self.dns
+        if timeline is None or dns is None:
+            return  # still bootstrapping: start() records the state it ends in
+        timeline.record(at, {ep.name: dns.addresses(ep.name) for ep in self.topology.endpoints})
+
+    def availability(self, endpoint: str | None = None) -> list[dict[str, Any]]:
+        """The availability timeline, all endpoints or one, oldest first.
+
+        Each entry is ``{"time", "endpoint", "addresses"}``: from ``time`` (the lab clock,
+        as in the DNS and LB logs) the endpoint's name resolves to ``addresses``
+        addresses, counted as :meth:`LabDNS.addresses` counts them (A plus AAAA, every
+        weighted member). The first entry per endpoint is the state at lab start; later
+        ones are written only when the count changes, at the moment the DNS starts
+        answering the new state.
+
+        Raises:
+            ConfigError: ``endpoint`` is not an endpoint of the lab.
+        """
+        name = None if endpoint is None else self._endpoint_name(endpoint)
+        timeline = self._timeline
+        return [] if timeline is None else timeline.entries(name)
+
+    def _endpoint_name(self, endpoint: str) -> str:
+        names = [ep.name for ep in self.topology.endpoints]
+        wanted = endpoint.lower().rstrip(".") if isinstance(endpoint, str) else None
+        if wanted not in names:
+            raise ConfigError("endpoint", f"{endpoint!r} is not an endpoint of the lab", f"use one of {names}")
+        return str(wanted)
+
     def _on_zone_change(self) -> None:
         if self.route53 is not None:
             self.route53.sync_zones()
@@ -324,6 +419,10 @@ class Lab:
             return 200, [dataclasses.asdict(r) for r in self.dns.query_log(since=since)]
         if parts == ["lb", "log"] and method == "GET":
             return 200, [dataclasses.asdict(r) for r in self.fleet.request_log(since=since)]
+        if parts == ["availability"] and method == "GET":
+            return 200, self.availability(query["endpoint"][0] if "endpoint" in query else None)
+        if parts == ["lb", "connections", "close"] and method == "POST":
+            return 200, self.fleet.close_connections()
         if len(parts) == 3 and parts[0] == "lb" and parts[2] == "faults" and method in ("POST", "PUT"):
             return 200, self._set_faults(parts[1], body or {})
         if parts == ["lb", "faults", "reset"] and method == "POST":
@@ -333,7 +432,9 @@ class Lab:
         return 404, {"error": f"{method} {path} is not a lab control route",
                      "routes": ["GET /_chaos_dynamo/status", "GET /_chaos_dynamo/info",
                                 "GET /_chaos_dynamo/dns/log?since=T", "GET /_chaos_dynamo/lb/log?since=T",
+                                "GET /_chaos_dynamo/availability?endpoint=NAME",
                                 "POST /_chaos_dynamo/lb/NAME/faults", "POST /_chaos_dynamo/lb/faults/reset",
+                                "POST /_chaos_dynamo/lb/connections/close",
                                 *control_routes.ROUTES]}
 
     def _set_faults(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -342,7 +443,8 @@ class Lab:
         if name not in names:
             raise ConfigError("lb", f"{name!r} is not a load balancer of the lab", f"use one of {names}")
         lb = self.fleet[name]
-        known = {"down", "refuse_for", "latency", "unhealthy", "error_rate", "error_status", "reset"}
+        known = {"down", "refuse_for", "latency", "unhealthy", "error_rate", "error_status", "error_code",
+                 "reset"}
         unknown = sorted(set(body) - known)
         if unknown:
             raise ConfigError(f"faults.{unknown[0]}", "is not a fault knob", f"use one of {sorted(known)}")
@@ -356,10 +458,7 @@ class Lab:
         if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float))
                                  or not 0 <= rate <= 1):
             raise ConfigError("faults.error_rate", f"{rate!r} is not a fraction", "use 0.0 to 1.0")
-        status = body.get("error_status", 500)
-        if isinstance(status, bool) or status not in ERROR_STATUSES:
-            raise ConfigError("faults.error_status", f"{status!r} is not an injectable status",
-                              "use 500 (InternalServerError) or 400 (throttling)")
+        code = _error_code(body, rate)
         if reset:
             lb.reset_faults()
         if down is not None:
@@ -371,12 +470,38 @@ class Lab:
         if unhealthy is not None:
             lb.set_unhealthy(unhealthy)
         if rate is not None:
-            lb.set_error_rate(float(rate), int(status), seed=self.topology.seed)
+            lb.set_error_rate(float(rate), seed=self.topology.seed, code=code)
         return lb.faults()
 
 
 ERROR_STATUSES = (400, 500)
-"""HTTP statuses the LB fleet can inject (see ``LoadBalancer.set_error_rate``)."""
+"""HTTP statuses the LB fleet can inject by ``error_status`` alone (see ``LoadBalancer.set_error_rate``);
+``error_code`` reaches every code of :data:`~chaos_dynamo.lbfleet.proxy.ERROR_CODES`."""
+
+
+def _error_code(body: Mapping[str, Any], rate: Any) -> str:
+    """The DynamoDB error code a faults request asks for: ``error_code``, else the code
+    ``error_status`` stands for (500: InternalServerError, 400: throttling)."""
+    codes = list(ERROR_CODES)
+    if "error_code" not in body:
+        status = body.get("error_status", 500)
+        if isinstance(status, bool) or status not in ERROR_STATUSES:
+            raise ConfigError("faults.error_status", f"{status!r} is not an injectable status",
+                              f"use 500 (InternalServerError) or 400 (throttling), or error_code: one of {codes}")
+        return "InternalServerError" if status == 500 else "ProvisionedThroughputExceededException"
+    code = body["error_code"]
+    if not isinstance(code, str) or code not in ERROR_CODES:
+        raise ConfigError("faults.error_code", f"{code!r} is not an injectable DynamoDB error",
+                          f"use one of {codes}")
+    status = body.get("error_status", ERROR_CODES[code])
+    if isinstance(status, bool) or status != ERROR_CODES[code]:
+        raise ConfigError("faults.error_status", f"{status!r} is not the status of {code} ({ERROR_CODES[code]})",
+                          "omit error_status when giving error_code")
+    if rate is None:
+        raise ConfigError("faults.error_code", "is set without error_rate",
+                          "send error_rate (0.0 to 1.0) with it, e.g. {\"error_rate\": 1.0, "
+                          f"\"error_code\": \"{code}\"}}")
+    return code
 
 
 def _bool(field: str, value: Any) -> bool:

@@ -1,5 +1,6 @@
 """An LB's sockets: the listening socket with its accept thread, and the accepted client
-connections, each of which another thread can cut at once (``set_down``, ``stop``)."""
+connections, each of which another thread can cut at once (``set_down``, ``stop``) or
+retire gracefully (``close_connections``)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,11 @@ def _shutdown_quietly(sock: socket.socket) -> None:
 
 
 class _ClientConnection:
-    """One accepted client connection, and the means to cut it from another thread."""
+    """One accepted client connection, and the means to cut or retire it from another thread.
+
+    Between requests the connection is *idle* (its thread waits for the next request);
+    from a request read in full until its response is written it is *busy*.
+    """
 
     def __init__(self, sock: socket.socket, host: str, port: int, accepted_at: float) -> None:
         self.sock = sock
@@ -38,14 +43,51 @@ class _ClientConnection:
         self.thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._upstream: socket.socket | None = None
+        self._busy = False
+        self._retiring = False
 
     def kill(self) -> None:
         """Cut the connection (and its upstream request, if any) now; its thread then ends."""
         with self._lock:
-            self.killed.set()
-            _shutdown_quietly(self.sock)
-            if self._upstream is not None:
-                _shutdown_quietly(self._upstream)
+            self._kill_locked()
+
+    def _kill_locked(self) -> None:
+        self.killed.set()
+        _shutdown_quietly(self.sock)
+        if self._upstream is not None:
+            _shutdown_quietly(self._upstream)
+
+    def retire(self) -> bool:
+        """Close an idle connection now; make a busy one close after its current response.
+
+        A client whose request crosses the close on the wire (sent just as an idle
+        connection is closed) sees the connection reset, as with any server that closes
+        an idle keep-alive connection. Returns False if the connection was already cut.
+        """
+        with self._lock:
+            if self.killed.is_set():
+                return False
+            if self._busy:
+                self._retiring = True
+            else:
+                self._kill_locked()
+            return True
+
+    def begin_request(self) -> None:
+        """A request has been read: the connection is busy until ``end_request``."""
+        with self._lock:
+            self._busy = True
+
+    def retiring(self) -> bool:
+        """True once ``retire`` asked a busy connection to close after this response."""
+        with self._lock:
+            return self._retiring
+
+    def end_request(self) -> bool:
+        """The response is written: idle again; False if it must close now instead."""
+        with self._lock:
+            self._busy = False
+            return not self._retiring
 
     def attach_upstream(self, sock: socket.socket) -> bool:
         """Make ``sock`` cut along with this connection; False if it is already cut."""

@@ -15,8 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from chaos_dynamo.lbfleet._responses import ERROR_CODES
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)
 class RequestRecord:
     """One request an LB read in full (health checks excluded).
 
@@ -30,6 +32,7 @@ class RequestRecord:
             clock ``monotonic``): injected latency plus the upstream's time.
         user_agent: the ``User-Agent`` header, kept whole: the SDK app id in it
             (``app/<id>``) is how a request is attributed to a service.
+        service: the ``X-Chaos-Dynamo-Service`` header (an explicit service name), or ``""``.
     """
 
     time: float
@@ -40,6 +43,7 @@ class RequestRecord:
     status: int
     latency: float
     user_agent: str
+    service: str = ""
 
 
 def _operation(target: str) -> str:
@@ -58,6 +62,7 @@ class _Traffic:
     _EVENTS = (
         "connections_accepted",
         "connections_aged_out",
+        "connections_closed",
         "upstream_errors",
         "injected_errors",
         "dropped",
@@ -144,7 +149,7 @@ class _Faults:
             self._latency = 0.0
             self._unhealthy = False
             self._error_rate = 0.0
-            self._error_status = 500
+            self._error_code = "InternalServerError"
             self._error_seed = 0
             self._rng = random.Random(0)
 
@@ -156,9 +161,10 @@ class _Faults:
         with self._lock:
             self._unhealthy = unhealthy
 
-    def set_error_rate(self, rate: float, status: int, seed: int) -> None:
+    def set_error_rate(self, rate: float, code: str, seed: int) -> None:
+        """``code`` is a key of ``_responses.ERROR_CODES`` (the LB checks it)."""
         with self._lock:
-            self._error_rate, self._error_status, self._error_seed = rate, status, seed
+            self._error_rate, self._error_code, self._error_seed = rate, code, seed
             self._rng = random.Random(seed)
 
     def latency(self) -> float:
@@ -169,8 +175,8 @@ class _Faults:
         with self._lock:
             return self._unhealthy
 
-    def draw_error(self) -> tuple[int, int] | None:
-        """(status, sequence number) of an error to inject into this request, or None.
+    def draw_error(self) -> tuple[str, int] | None:
+        """(error code, sequence number) of an error to inject into this request, or None.
 
         The seeded generator is drawn once per DynamoDB request, in arrival order, so a
         sequential client sees the same statuses every run.
@@ -178,7 +184,7 @@ class _Faults:
         with self._lock:
             if self._error_rate <= 0 or self._rng.random() >= self._error_rate:
                 return None
-            return self._error_status, next(self._ids)
+            return self._error_code, next(self._ids)
 
     def describe(self) -> dict[str, Any]:
         with self._lock:
@@ -186,7 +192,8 @@ class _Faults:
                 "latency": self._latency,
                 "unhealthy": self._unhealthy,
                 "error_rate": self._error_rate,
-                "error_status": self._error_status,
+                "error_status": ERROR_CODES[self._error_code],
+                "error_code": self._error_code,
                 "error_seed": self._error_seed,
             }
 

@@ -1,19 +1,20 @@
 """Chaos Toolkit actions on the lab's load-balancer fleet (through the lab's control API)."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Chaos Toolkit discovery reads the real types.
 from typing import Any
 
 from chaos_dynamo.endpoint import _lab
 from chaos_dynamo.errors import ConfigError
 from chaos_dynamo.lab.lab import require_loopback_url
+from chaos_dynamo.lbfleet.proxy import ERROR_CODES
 
-__all__ = ["set_lb_faults", "reset_lb_faults"]
+__all__ = ["set_lb_faults", "reset_lb_faults", "throttle_dynamodb", "close_connections"]
 
 
 def set_lb_faults(lb: str, down: bool | None = None, latency: float | None = None,
                   refuse_for: float | None = None, error_rate: float | None = None,
-                  error_status: int = 500, *, configuration: dict[str, Any] | None = None,
+                  error_status: int = 500, error_code: str | None = None, *,
+                  configuration: dict[str, Any] | None = None,
                   secrets: dict[str, Any] | None = None) -> dict[str, Any]:
     """Set fault knobs on one load balancer; knobs left as null are unchanged.
 
@@ -22,7 +23,11 @@ def set_lb_faults(lb: str, down: bool | None = None, latency: float | None = Non
         down: refuse connections (true) or serve again (false).
         latency: seconds added before each request is forwarded.
         refuse_for: refuse connections for this many seconds, then serve again.
-        error_rate: fraction (0-1) of requests answered with ``error_status``.
+        error_rate: fraction (0-1) of requests answered with an injected DynamoDB error.
+        error_status: 500 (InternalServerError) or 400 (ProvisionedThroughputExceededException),
+            when ``error_code`` is not given.
+        error_code: the DynamoDB error to inject instead: ProvisionedThroughputExceededException,
+            ThrottlingException (400), InternalServerError (500) or ServiceUnavailable (503).
 
     Returns:
         The load balancer's knobs after the change.
@@ -31,21 +36,74 @@ def set_lb_faults(lb: str, down: bool | None = None, latency: float | None = Non
         raise ConfigError("lb", f"{lb!r} is not a load balancer name", "use e.g. \"lb-1\"")
     body: dict[str, Any] = {}
     for key, value in (("down", down), ("latency", latency), ("refuse_for", refuse_for),
-                       ("error_rate", error_rate)):
+                       ("error_rate", error_rate), ("error_code", error_code)):
         if value is not None:
             body[key] = value
-    if error_rate is not None:
+    if error_rate is not None and error_code is None:
         body["error_status"] = error_status
+    return _post_faults(_api_url(configuration), lb, body)
+
+
+def throttle_dynamodb(rate: float, code: str = "ProvisionedThroughputExceededException", lb: str = "", *,
+                      configuration: dict[str, Any] | None = None,
+                      secrets: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Answer a fraction of DynamoDB requests with a throttling (or server) error, as DynamoDB does.
+
+    The LBs answer the error themselves, in DynamoDB's JSON shape, so every SDK parses its
+    code; botocore retries all four codes (the two 400s as throttling). Undo with
+    ``reset_lb_faults``.
+
+    Args:
+        rate: fraction (0-1) of requests that fail; the draw is seeded by the lab's seed.
+        code: ProvisionedThroughputExceededException or ThrottlingException (HTTP 400),
+            InternalServerError (500) or ServiceUnavailable (503).
+        lb: one load balancer's name; empty means every load balancer of the lab.
+
+    Returns:
+        ``{lb name: that load balancer's knobs after the change}``.
+    """
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+        raise ConfigError("rate", f"{rate!r} is not a fraction", "use 0.0 to 1.0 (1.0 fails every request)")
+    if not isinstance(code, str) or code not in ERROR_CODES:
+        raise ConfigError("code", f"{code!r} is not an injectable DynamoDB error", f"use one of {list(ERROR_CODES)}")
+    if not isinstance(lb, str):
+        raise ConfigError("lb", f"{lb!r} is not a load balancer name", "use e.g. \"lb-1\", or \"\" for all")
     info = _lab.lab_info(configuration)
-    require_loopback_url("chaos_dynamo_api", info.api_url)
-    result: dict[str, Any] = _lab.http_json(f"{info.api_url}/_chaos_dynamo/lb/{lb}/faults", body)
+    api_url = require_loopback_url("chaos_dynamo_api", info.api_url)
+    names = [str(spec["name"]) for spec in info.load_balancers]
+    if lb and lb not in names:
+        raise ConfigError("lb", f"{lb!r} is not a load balancer of the lab", f"use one of {names}, or \"\" for all")
+    body = {"error_rate": rate, "error_code": code}
+    return {name: _post_faults(api_url, name, body) for name in ([lb] if lb else names)}
+
+
+def close_connections(*, configuration: dict[str, Any] | None = None,
+                      secrets: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Close every client keep-alive connection on every load balancer, so clients reconnect.
+
+    Idle connections close now; busy ones after their current response (``Connection:
+    close``). The LBs keep serving: a client's next request opens a new connection, after
+    resolving the endpoint's name again.
+
+    Returns:
+        ``{lb name: connections closed}``.
+    """
+    result: dict[str, Any] = _lab.http_json(f"{_api_url(configuration)}/_chaos_dynamo/lb/connections/close", {})
     return result
 
 
 def reset_lb_faults(*, configuration: dict[str, Any] | None = None,
                     secrets: dict[str, Any] | None = None) -> dict[str, Any]:
     """Clear every fault knob on every load balancer (a rollback)."""
-    info = _lab.lab_info(configuration)
-    require_loopback_url("chaos_dynamo_api", info.api_url)
-    result: dict[str, Any] = _lab.http_json(f"{info.api_url}/_chaos_dynamo/lb/faults/reset", {})
+    result: dict[str, Any] = _lab.http_json(f"{_api_url(configuration)}/_chaos_dynamo/lb/faults/reset", {})
+    return result
+
+
+def _api_url(configuration: dict[str, Any] | None) -> str:
+    """The lab's control API, checked to be loopback."""
+    return require_loopback_url("chaos_dynamo_api", _lab.lab_info(configuration).api_url)
+
+
+def _post_faults(api_url: str, lb: str, body: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = _lab.http_json(f"{api_url}/_chaos_dynamo/lb/{lb}/faults", body)
     return result

@@ -118,6 +118,10 @@ class LBFleet(_StartStopContext):
     def __len__(self) -> int:
         return len(self._lbs)
 
+    def close_connections(self) -> dict[str, int]:
+        """``LoadBalancer.close_connections`` on every LB: ``{lb name: connections closed}``."""
+        return {lb.name: lb.close_connections() for lb in self}
+
     def counters(self) -> dict[str, Any]:
         """``{lb name: LoadBalancer.counters(), ..., "total": their sum}``."""
         per_lb = {lb.name: lb.counters() for lb in self}

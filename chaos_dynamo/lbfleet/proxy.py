@@ -25,6 +25,8 @@ Threads
     Each listening socket has one accept thread; each client connection has one thread. A
     fault knob takes effect for the next request (latency, errors, health) or immediately
     (down: the listener and every open client connection are closed before it returns).
+    ``close_connections`` is the gentle cut: idle connections close at once, busy ones
+    after their current response, and the LB keeps listening, so clients reconnect.
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ from chaos_dynamo.lbfleet._http import (
 )
 from chaos_dynamo.lbfleet._lifecycle import _StartStopContext
 from chaos_dynamo.lbfleet._responses import (
-    _DYNAMODB_ERRORS,
+    DEFAULT_ERROR_CODES,
+    ERROR_CODES,
     _dynamodb_error,
     _gateway_error,
     _json_response,
@@ -65,8 +68,9 @@ from chaos_dynamo.lbfleet._state import (
 )
 from chaos_dynamo.lbfleet._validate import _loopback_address, _port_number, _seconds, _upstream_url
 from chaos_dynamo.lbfleet.fleet import LBFleet
+from chaos_dynamo.services.attribution import SERVICE_HEADER
 
-__all__ = ["HEALTH_PATH", "LBFleet", "LoadBalancer", "RequestRecord"]
+__all__ = ["ERROR_CODES", "HEALTH_PATH", "LBFleet", "LoadBalancer", "RequestRecord"]
 
 HEALTH_PATH = "/_lb/health"
 """GET this path on any LB for its health; answered by the LB itself, never forwarded."""
@@ -222,23 +226,39 @@ class LoadBalancer(_StartStopContext):
         """Make ``GET /_lb/health`` answer 503 (traffic is still served, as on a real LB)."""
         self._faults.set_unhealthy(bool(unhealthy))
 
-    def set_error_rate(self, rate: float, status: int = 500, seed: int = 0) -> None:
+    def set_error_rate(
+        self, rate: float, status: int | None = None, seed: int = 0, code: str | None = None
+    ) -> None:
         """Answer a fraction ``rate`` of DynamoDB requests with an error instead of forwarding.
 
         Args:
             rate: 0.0 (off) .. 1.0 (every request).
-            status: 500 -> ``InternalServerError``; 400 ->
-                ``ProvisionedThroughputExceededException`` (throttling).
+            status: without ``code``: 500 (the default) -> ``InternalServerError``; 400 ->
+                ``ProvisionedThroughputExceededException`` (throttling). With ``code``: may
+                be omitted, else must be that code's status.
             seed: seeds the random.Random that picks the failing requests, so a run replays.
+            code: the DynamoDB error to answer, one of :data:`ERROR_CODES`.
+
+        Raises:
+            ConfigError: naming ``rate``, ``status`` or ``code``; no knob is changed.
         """
         rate = _seconds("rate", rate, unit="a fraction")
         if rate > 1:
             raise ConfigError("rate", f"{rate!r} is above 1.0", "pass a fraction 0.0..1.0")
-        if status not in _DYNAMODB_ERRORS:
-            raise ConfigError(
-                "status", f"{status!r} is not injectable", f"pass one of {sorted(_DYNAMODB_ERRORS)}"
-            )
-        self._faults.set_error_rate(rate, status, int(seed))
+        self._faults.set_error_rate(rate, _error_code(status, code), int(seed))
+
+    def close_connections(self) -> int:
+        """Make every client reconnect: close idle keep-alive connections now, and busy
+        ones after their current response (which carries ``Connection: close``).
+
+        A client then opens a new connection for its next request, resolving the
+        endpoint's name again. Returns how many connections were closed or marked.
+        """
+        with self._conns_lock:
+            closed = sum(1 for conn in list(self._conns) if conn.retire())
+        for _ in range(closed):
+            self._traffic.add_event("connections_closed")
+        return closed
 
     def reset_faults(self) -> None:
         """Up, healthy, no latency, no injected errors."""
@@ -298,7 +318,8 @@ class LoadBalancer(_StartStopContext):
         ``requests``, ``by_client``, ``by_operation`` and ``by_status`` count DynamoDB
         requests (injected errors included, health checks not). Events:
         ``upstream_errors`` (the LB's own 502/504), ``injected_errors``, ``dropped``
-        (status 0), ``connections_accepted``, ``connections_aged_out``, ``health_checks``
+        (status 0), ``connections_accepted``, ``connections_aged_out``,
+        ``connections_closed`` (by ``close_connections``), ``health_checks``
         and ``bad_requests`` (unparsable HTTP). Refused connections cannot be counted: see
         the module docstring.
         """
@@ -348,11 +369,14 @@ class LoadBalancer(_StartStopContext):
             request = _read_request(rfile, conn, send_continue)
             if request is None:
                 return
+            conn.begin_request()
             response = self._answer(request, conn)
             if response is None:
                 return
+            if not response.close and conn.retiring():
+                response = replace(response, close=True)
             conn.sock.sendall(_wire(request, response))
-            if response.close:
+            if not conn.end_request() or response.close:
                 return
 
     def _forget(self, conn: _ClientConnection) -> None:
@@ -389,6 +413,7 @@ class LoadBalancer(_StartStopContext):
             status=0 if conn.killed.is_set() else response.status,
             latency=self._clock.monotonic() - started,
             user_agent=request.header("User-Agent"),
+            service=request.header(SERVICE_HEADER),
         )
         self._traffic.add_request(record, "dropped" if record.status == 0 else event)
         if record.status == 0:
@@ -404,8 +429,8 @@ class LoadBalancer(_StartStopContext):
             return _gateway_error(502, self.name, "the LB went down"), None
         injected = self._faults.draw_error()
         if injected is not None:
-            status, sequence = injected
-            return _dynamodb_error(status, self.name, f"{self.name}-{sequence}"), "injected_errors"
+            code, sequence = injected
+            return _dynamodb_error(code, self.name, f"{self.name}-{sequence}"), "injected_errors"
         return self._forward(request, conn)
 
     def _forward(self, request: _Request, conn: _ClientConnection) -> tuple[_Response, str | None]:
@@ -453,3 +478,27 @@ class LoadBalancer(_StartStopContext):
             self._traffic.add_event("connections_aged_out")
             return replace(response, close=True)
         return response
+
+
+def _error_code(status: int | None, code: str | None) -> str:
+    """The DynamoDB error code a ``set_error_rate(status=..., code=...)`` asks for."""
+    if code is None:
+        status = 500 if status is None else status
+        if isinstance(status, bool) or status not in DEFAULT_ERROR_CODES:
+            raise ConfigError(
+                "status",
+                f"{status!r} is not injectable",
+                f"pass one of {sorted(DEFAULT_ERROR_CODES)}, or a code: one of {list(ERROR_CODES)}",
+            )
+        return DEFAULT_ERROR_CODES[status]
+    if code not in ERROR_CODES:
+        raise ConfigError(
+            "code", f"{code!r} is not an injectable DynamoDB error", f"pass one of {list(ERROR_CODES)}"
+        )
+    if status is not None and status != ERROR_CODES[code]:
+        raise ConfigError(
+            "status",
+            f"{status!r} is not the status of {code} ({ERROR_CODES[code]})",
+            "omit status when giving a code",
+        )
+    return code

@@ -500,3 +500,78 @@ def test_fleet_on_a_taken_port_fails_and_leaves_nothing_listening(moto_url: str)
         assert refuses("127.0.0.11", port)  # the LB started before the collision is gone
     finally:
         squatter.close()
+
+
+def _read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the peer sends until it closes its side (the socket has a timeout)."""
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_close_connections_closes_idle_now_and_busy_after_their_response() -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    silent.settimeout(30)
+    upstream = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    request = (b"POST / HTTP/1.1\r\nHost: lb\r\nX-Amz-Target: DynamoDB_20120810.ListTables\r\n"
+               b"X-Chaos-Dynamo-Service: billing\r\nContent-Length: 2\r\n\r\n{}")
+    try:
+        with LoadBalancer("closer", "127.0.0.20", 0, upstream, upstream_timeout=60.0) as lb:
+            idle = socket.create_connection((lb.address, lb.port), timeout=30)
+            idle.sendall(f"GET {HEALTH_PATH} HTTP/1.1\r\nHost: lb\r\n\r\n".encode())
+            assert b"200 OK" in idle.recv(65536)  # answered; the connection stays open
+            busy = socket.create_connection((lb.address, lb.port), timeout=30)
+            busy.sendall(request)
+            forwarded, _ = silent.accept()  # the LB is waiting on the upstream: busy
+            forwarded.settimeout(30)
+
+            assert lb.close_connections() == 2
+            assert idle.recv(65536) == b""  # closed now, not at the idle timeout
+            assert lb.counters()["connections_closed"] == 2
+
+            head = b""
+            while b"\r\n\r\n{}" not in head:
+                head += forwarded.recv(65536)
+            body = b'{"TableNames":[]}'
+            forwarded.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                              + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            forwarded.close()
+            answer = _read_until_closed(busy)  # the response, then the LB closes
+            assert answer.startswith(b"HTTP/1.1 200 OK") and b"\r\nConnection: close\r\n" in answer
+            assert answer.endswith(b"\r\n\r\n" + body)
+            idle.close()
+            busy.close()
+            assert wait_until(lambda: lb.counters()["requests"] == 1, timeout=10)
+            [record] = lb.request_log()
+            assert (record.status, record.operation, record.service) == (200, "ListTables", "billing")
+            assert lb.close_connections() == 0
+            assert get_status_raw(lb) == 200  # the LB still serves new connections
+    finally:
+        silent.close()
+
+
+def get_status_raw(lb: LoadBalancer) -> int:
+    return raw_request(lb.address, lb.port, path=HEALTH_PATH)[0]
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [("ThrottlingException", 400), ("ServiceUnavailable", 503),
+     ("ProvisionedThroughputExceededException", 400), ("InternalServerError", 500)],
+)
+def test_error_rate_by_code_answers_that_dynamodb_error(fleet: LBFleet, code: str, status: int) -> None:
+    lb = fleet["lb-c"]
+    lb.set_error_rate(1.0, code=code)
+    assert (lb.faults()["error_code"], lb.faults()["error_status"]) == (code, status)
+    assert get_status(dynamodb(lb.url)) == (status, code)
+    with pytest.raises(ValueError, match="code"):
+        lb.set_error_rate(1.0, code="SlowDown")
+    with pytest.raises(ValueError, match="status"):
+        lb.set_error_rate(1.0, status=200 if status != 200 else 500, code=code)
+    assert lb.faults()["error_code"] == code  # a refused call changed nothing
+    lb.reset_faults()
+    assert (lb.faults()["error_rate"], lb.faults()["error_code"]) == (0.0, "InternalServerError")
+    assert get_status(dynamodb(lb.url)) == (200, "")
