@@ -3,7 +3,10 @@
     chaos-dynamo lab up [--detach]      start a lab (foreground until Ctrl-C, or in the background)
     chaos-dynamo lab env                export lines for a shell or CI step: eval "$(chaos-dynamo lab env)"
     chaos-dynamo lab status [--json]    addresses and counters
-    chaos-dynamo lab down               stop exactly what `lab up --detach` started
+    chaos-dynamo lab down               stop exactly what `lab up --detach` started, and its services
+    chaos-dynamo service start NAME     run a reference service (--kind K) or your program (-- CMD...)
+    chaos-dynamo service list [--json]  the recorded services, their pids and health
+    chaos-dynamo service stop NAME      stop a service (--all: every one)
     chaos-dynamo run EXPERIMENT         run an experiment on a lab with the real `chaos` CLI and judge it
     chaos-dynamo explore [--design D]   enumerate Planner/Enactor interleavings in memory; find the race
     chaos-dynamo replay TRACE           replay an explored interleaving on a lab, step by step
@@ -198,8 +201,11 @@ def _serve(topology: Any, path: Path) -> None:
             pass
     finally:
         click.echo("stopping the lab...", err=True)
-        the_lab.stop()
-        remove_state(path, pid=os.getpid())
+        try:
+            _stop_services(path)
+        finally:
+            the_lab.stop()
+            remove_state(path, pid=os.getpid())
 
 
 def _detach(path: Path, **options: Any) -> None:
@@ -265,8 +271,10 @@ def _summary(info: LabInfo, path: Path, elapsed: float | None) -> str:
 @click.option("--state-file", type=click.Path(dir_okay=False))
 @click.option("--timeout", type=float, default=20.0, show_default=True, help="Seconds to wait for exit.")
 def lab_down(state_file: str | None, timeout: float) -> None:
-    """Stop the lab that `lab up --detach` started (and only that)."""
+    """Stop the lab that `lab up --detach` started (and only that), and the services
+    recorded next to it (`service start`)."""
     path = state_path(state_file)
+    _stop_services(path)
     try:
         info = read_state(path)
     except LabError:
@@ -288,6 +296,25 @@ def lab_down(state_file: str | None, timeout: float) -> None:
         click.echo(f"the lab (pid {info.pid}) did not stop in {timeout} s and was killed", err=True)
     remove_state(path)
     click.echo(f"lab stopped (pid {info.pid})")
+
+
+def _stop_services(path: Path) -> None:
+    """Stop every service recorded next to the lab's state file (before the lab they use)."""
+    from chaos_dynamo.services import supervisor
+
+    try:
+        results = supervisor.stop_all(path)
+    except ChaosDynamoError as exc:
+        _fail(f"could not stop the lab's services: {exc}")
+    for result in results:
+        click.echo(_stopped_line(result))
+
+
+def _stopped_line(result: dict[str, Any]) -> str:
+    if not result["was_running"]:
+        return f"service {result['service']} had already exited; removed its record"
+    killed = f" ({result['killed']} needed SIGKILL)" if result["killed"] else ""
+    return f"service {result['service']} stopped ({result['stopped']} instance(s), pids {result['pids']}){killed}"
 
 
 def _signal(pid: int, signum: int) -> None:
@@ -358,6 +385,127 @@ def lab_env(state_file: str | None, fmt: str) -> None:
         prefix = "export " if fmt == "shell" else ""
         for key, value in sorted(env.items()):
             click.echo(f"{prefix}{key}={shlex.quote(value) if fmt == 'shell' else value}")
+
+
+# --- service ---------------------------------------------------------------------------------
+
+@main.group()
+def service() -> None:
+    """Start, list and stop the services under test (reference services or your own program)."""
+
+
+@service.command("start")
+@click.argument("name")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("--kind", type=click.Choice(["naive", "legacy", "standard", "adaptive", "hardened"]),
+              help="A reference service (instead of a command after --).")
+@click.option("--instances", type=int, default=1, show_default=True, help="Processes to run (1-64).")
+@click.option("--rate", type=float, default=5.0, show_default=True,
+              help="Reference services: logical DynamoDB calls per second per instance.")
+@click.option("--concurrency", type=int, default=8, show_default=True,
+              help="Reference services: workers per instance.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Reference services: seed of instance 0 (instance i uses seed+i).")
+@click.option("--health-url", default="",
+              help="A command's health URL (http://127.0.0.1:PORT/...); ready once it answers 200. "
+                   "{instance} is replaced by the instance's index, here and in the command.")
+@click.option("--ready-timeout", type=float, default=30.0, show_default=True,
+              help="Seconds for every instance to become ready.")
+@click.option("--state-file", type=click.Path(dir_okay=False), help="The lab's state file.")
+def service_start(name: str, command: tuple[str, ...], kind: str | None, instances: int, rate: float,
+                  concurrency: int, seed: int, health_url: str, ready_timeout: float,
+                  state_file: str | None) -> None:
+    """Start service NAME on the running lab: a reference service, or your program after --.
+
+    \b
+      chaos-dynamo service start demo --kind hardened --instances 2
+      chaos-dynamo service start checkout --health-url http://127.0.0.1:8080/health -- ./checkout --port 8080
+
+    Each instance gets the lab's environment, AWS_SDK_UA_APP_ID=NAME and its own DNS source
+    address, so the lab's logs tell its traffic apart; logs go next to the state file.
+    """
+    from chaos_dynamo.services import supervisor
+
+    path = state_path(state_file)
+    try:
+        # Arguments first: a bad one is a usage error whether or not a lab is running.
+        supervisor.validate(name, kind=kind or "", command=list(command) or None, instances=instances,
+                            rate=rate, concurrency=concurrency, seed=seed, health_url=health_url)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    info = _running_lab(path)
+    if info is None:
+        _fail(f"no lab is running (state file {path}); start one with `chaos-dynamo lab up --detach`")
+    click.echo(f"starting service {name} ({kind or 'command'}, {instances} instance(s))...")
+    try:
+        record = supervisor.start(name, kind=kind or "", command=list(command) or None,
+                                  instances=instances, rate=rate, concurrency=concurrency, seed=seed,
+                                  health_url=health_url, state=path, lab=info,
+                                  ready_timeout=ready_timeout, progress=click.echo)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except ChaosDynamoError as exc:
+        _fail(str(exc))
+    click.echo(f"service {record.name} running: {len(record.instances)} instance(s), source address "
+               f"{record.source_address or 'none'}, SDK app id {record.name}")
+    for i in record.instances:
+        parts = [f"[{i.index}] pid {i.pid}", i.health_url, i.metrics_url, f"log {i.log_path}"]
+        click.echo("  " + "  ".join(p for p in parts if p))
+    click.echo(f"stop it with: chaos-dynamo service stop {record.name}"
+               + (f" --state-file {path}" if state_file else ""))
+
+
+@service.command("stop")
+@click.argument("name", required=False)
+@click.option("--all", "stop_every", is_flag=True, help="Stop every recorded service.")
+@click.option("--timeout", type=float, default=5.0, show_default=True,
+              help="Seconds to wait after SIGTERM before SIGKILL.")
+@click.option("--state-file", type=click.Path(dir_okay=False), help="The lab's state file.")
+def service_stop(name: str | None, stop_every: bool, timeout: float, state_file: str | None) -> None:
+    """Stop service NAME (or --all): SIGTERM its process groups, then SIGKILL. Not running is fine."""
+    from chaos_dynamo.services import supervisor
+
+    if bool(name) == stop_every:
+        _fail("give a service NAME or --all (not both)", EXIT_USAGE)
+    path = state_path(state_file)
+    try:
+        results = supervisor.stop_all(path, timeout) if stop_every else [supervisor.stop(str(name), path, timeout)]
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except ChaosDynamoError as exc:
+        _fail(str(exc))
+    for result in results:
+        if result["was_running"] or stop_every:
+            click.echo(_stopped_line(result))
+        else:
+            click.echo(f"service {result['service']} is not running")
+    if stop_every and not results:
+        click.echo("no services are recorded")
+
+
+@service.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--state-file", type=click.Path(dir_okay=False), help="The lab's state file.")
+def service_list(as_json: bool, state_file: str | None) -> None:
+    """The recorded services: kind, live instances, DNS source address and health."""
+    from chaos_dynamo.services import supervisor
+    from chaos_dynamo.services.registry import list_records
+
+    path = state_path(state_file)
+    services = [supervisor.status(r, check_health=True) for r in list_records(path)]
+    if as_json:
+        click.echo(json.dumps(services, indent=2, sort_keys=True))
+        return
+    if not services:
+        click.echo(f"no services are recorded (state file {path})")
+        return
+    for s in services:
+        click.echo(f"{s['name']}: {s['kind']}, {s['alive']}/{len(s['instances'])} instance(s) alive, "
+                   f"source address {s['source_address'] or 'none'}")
+        for i in s["instances"]:
+            state = "alive" if i["alive"] else "EXITED"
+            health = f"  {i['health']} ({i['health_url']})" if i["health"] else ""
+            click.echo(f"  [{i['index']}] pid {i['pid']} {state}{health}  log {i['log_path']}")
 
 
 # --- run -------------------------------------------------------------------------------------

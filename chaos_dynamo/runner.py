@@ -10,7 +10,8 @@ declares. An experiment declares its purpose in its ``extensions``::
 service back. ``hold`` (the default): the hypothesis must hold throughout.
 
 Whatever happens, including Ctrl-C, the runner finishes by checking the endpoint and, if it
-is still broken, restoring it itself, and says so.
+is still broken, restoring it itself, and says so. After an interrupted run it also stops the
+services (``chaos-dynamo service``) the run started and left running.
 """
 
 from __future__ import annotations
@@ -131,10 +132,13 @@ def run_experiment(experiment_path: Path, journal: Path | None = None, state_fil
     with lab_for_run(state_file, seed) as (info, _started):
         env = os.environ | info.env() | {"CHAOS_DYNAMO_STATE": str(state_path(state_file))}
         run_started = REAL_CLOCK.now()
+        services_before = _services_marks(state_file)
         command = chaos_command() + ["--no-version-check", "--log-file", str(journal.with_suffix(".log")),
                                      "run", "--journal-path", str(journal), str(experiment_path)]
         click.echo(f"$ {' '.join(command[-4:])}")
         chaos_exit, interrupted = _run_chaos(command, env)
+        if interrupted:
+            _stop_services_started(state_file, services_before)
         safety = _ensure_restored(info)
         verdict = judge(journal, expect, chaos_exit, safety, interrupted)
         timeline = _timeline(info, run_started)
@@ -176,6 +180,24 @@ def _run_chaos(command: list[str], env: dict[str, str]) -> tuple[int, bool]:
             return 130, True
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _services_marks(state_file: str | None) -> frozenset[tuple[str, float]]:
+    from chaos_dynamo.services import supervisor
+
+    return supervisor.marks(state_path(state_file))
+
+
+def _stop_services_started(state_file: str | None, before: frozenset[tuple[str, float]]) -> None:
+    """After an interrupted run: stop the services it started that its control did not stop."""
+    from chaos_dynamo.services import supervisor
+
+    try:
+        for result in supervisor.stop_started_since(before, state_path(state_file)):
+            click.echo(f"safety net: stopped service {result['service']} started during the run "
+                       f"(pids {result['pids']})")
+    except Exception as exc:  # noqa: BLE001 - reported, the lab restore still runs
+        click.echo(f"safety net: could not stop the run's services: {type(exc).__name__}: {exc}", err=True)
 
 
 @dataclass
