@@ -24,6 +24,10 @@ ACTIVITY_MODULES: tuple[tuple[str, str], ...] = (
     ("chaos_dynamo.lbfleet.actions", "action"),
     ("chaos_dynamo.control.actions", "action"),
     ("chaos_dynamo.control.probes", "probe"),
+    ("chaos_dynamo.services.actions", "action"),
+    ("chaos_dynamo.services.probes", "probe"),
+    ("chaos_dynamo.retry.probes", "probe"),
+    ("chaos_dynamo.health.probes", "probe"),
 )
 
 
