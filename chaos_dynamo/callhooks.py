@@ -27,6 +27,7 @@ never uses botocore pays for one tuple lookup per import. Clients created before
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import socket
 import sys
@@ -136,7 +137,7 @@ class _Hooks:
                 pass
 
     # --- the handlers' bodies; the caller catches everything -------------------------------
-    def call(self, context: dict[str, Any], operation: str, api: str) -> None:
+    def call(self, context: dict[str, Any], operation: str, api: str, request: Any = None) -> None:
         pid = os.getpid()
         state = _CallState(f"{pid}-{self._count('calls')}")
         context[_KEY] = state
@@ -146,7 +147,7 @@ class _Hooks:
 
             service = self.service = service_name()
         self._emit({"e": "call", "id": state.id, "t": self._time(), "op": operation, "api": api,
-                    "svc": service, "pid": pid})
+                    "svc": service, "pid": pid, "th": threading.get_ident(), "key": _request_key(request)})
 
     def attempt(self, context: dict[str, Any]) -> None:
         state = context.get(_KEY)
@@ -246,13 +247,28 @@ def is_dns_failure(error: BaseException | None) -> bool:
 _hooks: _Hooks | None = None
 
 
-def _on_before_call(context: Any = None, model: Any = None, event_name: str = "", **_: Any) -> None:
+def _request_key(request: Any) -> str:
+    """A digest of what the call asks for (path, query and body), the same for every
+    repetition of one request: an application's own retry loop re-sends the same request
+    as a new botocore call, and the call log joins such calls into one logical call."""
+    if not isinstance(request, dict):
+        return ""
+    digest = hashlib.blake2b(digest_size=8)
+    for part in (request.get("url_path"), request.get("query_string"), request.get("body")):
+        data = part if isinstance(part, bytes) else repr(part).encode()
+        digest.update(len(data).to_bytes(8, "big") + data)
+    return digest.hexdigest()
+
+
+def _on_before_call(context: Any = None, model: Any = None, event_name: str = "", params: Any = None,
+                    **_: Any) -> None:
     hooks = _hooks
     if hooks is not None and isinstance(context, dict):
         try:
             parts = event_name.split(".")
             api = parts[1] if len(parts) > 1 else ""
-            hooks.call(context, str(getattr(model, "name", "") or (parts[2] if len(parts) > 2 else "unknown")), api)
+            hooks.call(context, str(getattr(model, "name", "") or (parts[2] if len(parts) > 2 else "unknown")),
+                       api, params)
         except Exception as error:
             hooks.drop(error)
 

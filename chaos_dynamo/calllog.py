@@ -3,14 +3,21 @@
 A Python service run with the shim (``CHAOS_DYNAMO_CALL_LOG`` set to a directory) appends
 one JSON object per line to ``<dir>/<service>-<pid>.jsonl`` as botocore works:
 
-- ``{"e": "call", "id": "<pid>-<n>", "t": T, "op": "GetItem", "svc": "checkout", "pid": P}``:
-  a logical call began (one client method call, whatever its retries);
+- ``{"e": "call", "id": "<pid>-<n>", "t": T, "op": "GetItem", "svc": "checkout", "pid": P,
+  "th": thread id, "key": digest of the request}``: a client method call began (whatever
+  botocore's own retries);
 - ``{"e": "attempt", "id": ..., "t": T, "n": 1}``: attempt ``n`` of it is about to be sent;
 - ``{"e": "outcome", "id": ..., "t": T, "n": 1, "status": 200 | null, "error": str | null,
   "dns": bool}``: how attempt ``n`` ended (``status`` null when no HTTP response came back;
   ``dns`` true when the endpoint's name did not resolve);
 - ``{"e": "end", "id": ..., "t": T, "ok": bool, "error": str | null}``: the call returned
   or raised.
+
+An application that retries by itself (tenacity, a loop, a new client per attempt) calls
+the client again with the same request: a client call that follows a *failed* one in the
+same thread with the same request digest is read back as another attempt of the same
+logical call, so attempts per logical call count the application's retries as well as
+botocore's.
 
 A call still retrying when the log is read has no ``end``: it is read back with ``end`` None
 and the attempts made so far, so a call that never gives up is counted, not lost.
@@ -102,6 +109,9 @@ class Call:
     ok: bool | None = None
     error: str | None = None
     attempts: tuple[Attempt, ...] = field(default_factory=tuple)
+    client_calls: int = 1
+    """How many client method calls this logical call took (more than 1: the application
+    retried by itself)."""
 
     @property
     def finished(self) -> bool:
@@ -126,10 +136,16 @@ def read_events(paths: Iterable[str | Path]) -> Iterator[dict[str, Any]]:
             continue
 
 
-def assemble(events: Iterable[dict[str, Any]]) -> list[Call]:
-    """Group events into calls, ordered by start time. Events of unknown calls are ignored."""
+def assemble(events: Iterable[dict[str, Any]], join_retries: bool = True) -> list[Call]:
+    """Group events into logical calls, ordered by start time.
+
+    Events of unknown calls are ignored. With ``join_retries``, a client call that follows
+    a failed one in the same process and thread with the same request digest joins it as
+    further attempts (see the module's docstring).
+    """
     calls: dict[str, dict[str, Any]] = {}
     attempts: dict[str, dict[int, dict[str, Any]]] = {}
+    threads: dict[str, tuple[int, Any, Any]] = {}
     for event in events:
         kind, call_id = event.get("e"), str(event.get("id"))
         if kind == "call":
@@ -138,6 +154,7 @@ def assemble(events: Iterable[dict[str, Any]]) -> list[Call]:
                 "pid": int(event.get("pid", 0)), "operation": str(event.get("op", "unknown")),
                 "start": float(event["t"]),
             }
+            threads[call_id] = (int(event.get("pid", 0)), event.get("th"), event.get("key") or None)
             attempts[call_id] = {}
         elif call_id not in calls:
             continue
@@ -155,7 +172,32 @@ def assemble(events: Iterable[dict[str, Any]]) -> list[Call]:
     for call_id, data in calls.items():
         tried = tuple(Attempt(**a) for _, a in sorted(attempts[call_id].items()))
         out.append(Call(**data, attempts=tried))
-    return sorted(out, key=lambda c: (c.start, c.id))
+    out.sort(key=lambda c: (c.start, c.id))
+    return _join_retries(out, threads) if join_retries else out
+
+
+def _join_retries(calls: list[Call], threads: dict[str, tuple[int, Any, Any]]) -> list[Call]:
+    """Join each failed client call with the repetitions of its request that followed it."""
+    open_by_thread: dict[tuple[int, Any], int] = {}  # (pid, thread) -> index in joined
+    joined: list[Call] = []
+    for call in calls:
+        pid, thread, key = threads.get(call.id, (call.pid, None, None))
+        slot = (pid, thread)
+        previous = open_by_thread.get(slot) if thread is not None and key is not None else None
+        if previous is not None:
+            last = joined[previous]
+            if last.ok is False and last.operation == call.operation and threads[last.id][2] == key:
+                offset = len(last.attempts)
+                renumbered = tuple(Attempt(offset + a.number, a.start, a.end, a.status, a.error, a.dns_failure)
+                                   for a in call.attempts)
+                joined[previous] = Call(last.id, last.service, last.pid, last.operation, last.start,
+                                        call.end, call.ok, call.error, last.attempts + renumbered,
+                                        last.client_calls + 1)
+                continue
+        if thread is not None and key is not None:
+            open_by_thread[slot] = len(joined)
+        joined.append(call)
+    return joined
 
 
 def read_calls(directory: str | Path, service: str | None = None) -> list[Call]:

@@ -339,6 +339,16 @@ def time_to_healthy(check: Callable[[], tuple[bool, Any]], since: float, timeout
         clock.sleep(interval)
 
 
+def _started_at(service: str, configuration: Configuration) -> float | None:
+    """When the recorded service started (None: no service named, or not recorded)."""
+    if not service:
+        return None
+    from chaos_dynamo.services import registry
+
+    record = registry.read_record(service, _state(configuration))
+    return record.started_at if record is not None else None
+
+
 def seconds_to_healthy(url: str = "", service: str = "", endpoint: str = "", timeout: float = 60.0, *,
                        configuration: dict[str, Any] | None = None,
                        secrets: dict[str, Any] | None = None) -> float:
@@ -347,7 +357,8 @@ def seconds_to_healthy(url: str = "", service: str = "", endpoint: str = "", tim
 
     Run it first in the hypothesis after the method: it can only see the service become
     healthy from when it starts polling, so a late run overstates the time. With no outage
-    yet, or one still going on, it counts from now. Never healthy within ``timeout``: the
+    since the service started (from its registry record), or one still going on, it counts
+    from now. Never healthy within ``timeout``: the
     seconds waited (a tolerance of ``at_most`` fails) and a log line saying so.
     Tolerance: ``at_most`` 30.
     """
@@ -372,9 +383,12 @@ def measure_time_to_healthy(url: str, service: str, endpoint: str, timeout: floa
         timeline = HttpLab(info).availability(ep.name)
     restored, ongoing = last_restore(timeline, ep.name)
     now = clock.now()
+    started = _started_at(service, configuration)
+    if restored is not None and started is not None and restored <= started:
+        restored = None  # an outage over before the service started is not its to recover from
     if restored is None:
         logger.info("seconds_to_healthy: %s %s, so counting from now", ep.name,
-                    "is still empty" if ongoing else "has had no outage")
+                    "is still empty" if ongoing else "has had no outage since the service started")
         restored = now
     seconds, healthy, statuses = time_to_healthy(lambda: _healthy(urls, min(wait, 2.0)), restored, wait, clock)
     if healthy:

@@ -79,9 +79,14 @@ class Call:
 class CallPlan:
     """The seeded sequence of calls: a PutItem on a random key, then a GetItem of that key.
 
+    Every pair's key is its own (``k<random>-<pair number>``), so no two logical calls send
+    the same request: the call log joins a failed call with a repetition of its request
+    into one logical call (an application's retry), and distinct calls must never be taken
+    for one.
+
     Args:
         seed: the same seed gives the same keys in the same order.
-        keys: how many distinct keys are drawn from (``k0`` ... ``k<keys-1>``).
+        keys: how many distinct random prefixes are drawn from (``k0`` ... ``k<keys-1>``).
     """
 
     def __init__(self, seed: int, keys: int = 1000) -> None:
@@ -92,7 +97,7 @@ class CallPlan:
     def call(self, index: int, scheduled: float) -> Call:
         """The call at ``index``; indexes must be asked for in order 0, 1, 2..."""
         if index % 2 == 0:
-            self._key = f"k{self._rng.randrange(self._keys)}"
+            self._key = f"k{self._rng.randrange(self._keys)}-{index // 2}"
             return Call(index, "PutItem", self._key, scheduled)
         return Call(index, "GetItem", self._key, scheduled)
 

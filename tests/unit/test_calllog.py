@@ -252,3 +252,43 @@ def test_the_process_log_opens_its_file_at_the_first_event(tmp_path: Path) -> No
     log.close()
     (path,) = (tmp_path / "calls").iterdir()
     assert path.name.startswith("checkout-") and calllog.read_calls(tmp_path / "calls")[0].id == "1-1"
+
+
+def _client_call(call_id: str, start: float, ok: bool, *, key: str = "req", th: int = 1,
+                 attempts: int = 1, op: str = "GetItem") -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = [{"e": "call", "id": call_id, "t": start, "op": op, "svc": "s",
+                                     "pid": 7, "th": th, "key": key}]
+    for n in range(1, attempts + 1):
+        events.append({"e": "attempt", "id": call_id, "t": start + n * 0.01, "n": n})
+        events.append({"e": "outcome", "id": call_id, "t": start + n * 0.01 + 0.001, "n": n,
+                       "status": 200 if ok and n == attempts else None,
+                       "error": None if ok and n == attempts else "EndpointConnectionError",
+                       "dns": not (ok and n == attempts)})
+    events.append({"e": "end", "id": call_id, "t": start + 0.5, "ok": ok,
+                   "error": None if ok else "EndpointConnectionError"})
+    return events
+
+
+def test_an_application_retry_of_the_same_request_joins_the_failed_call() -> None:
+    events = [*_client_call("7-1", 1.0, False, attempts=2), *_client_call("7-2", 2.0, False),
+              *_client_call("7-3", 3.0, True)]
+    (call,) = calllog.assemble(events)
+    assert (call.id, call.client_calls, call.ok, call.end) == ("7-1", 3, True, 3.5)
+    assert [a.number for a in call.attempts] == [1, 2, 3, 4]
+    assert [a.dns_failure for a in call.attempts] == [True, True, True, False]
+    assert len(calllog.assemble(events, join_retries=False)) == 3
+
+
+@pytest.mark.parametrize("second", [
+    {"key": "other"},            # a different request
+    {"th": 2},                   # another thread
+    {"op": "PutItem"},           # another operation
+])
+def test_only_a_repetition_of_a_failed_request_in_the_same_thread_is_joined(second: dict[str, Any]) -> None:
+    events = [*_client_call("7-1", 1.0, False), *_client_call("7-2", 2.0, True, **second)]
+    assert [c.client_calls for c in calllog.assemble(events)] == [1, 1]
+
+
+def test_a_repetition_after_a_success_is_a_new_logical_call() -> None:
+    events = [*_client_call("7-1", 1.0, True), *_client_call("7-2", 2.0, True)]
+    assert len(calllog.assemble(events)) == 2

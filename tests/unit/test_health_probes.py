@@ -104,11 +104,11 @@ def state(tmp_path: Path) -> Path:
     return path
 
 
-def recorded(state: Path, *services: Service) -> dict[str, Any]:
+def recorded(state: Path, *services: Service, started_at: float = 950.0) -> dict[str, Any]:
     instances = tuple(registry.Instance(i, 1000 + i, f"{s.base}/health", f"{s.base}/metrics")
                       for i, s in enumerate(services))
     registry.write_record(registry.ServiceRecord("shop", "hardened", ("python",), "127.0.0.101", instances,
-                                                 950.0), state)
+                                                 started_at), state)
     return {"chaos_dynamo_state": str(state)}
 
 
@@ -224,6 +224,16 @@ def test_seconds_to_healthy_without_an_outage_counts_from_now(svc: Service, stat
                                                           {"chaos_dynamo_state": str(state)},
                                                           timeline=timeline, clock=FakeClock(start=1000.0))
         assert healthy and seconds == 0.0
+
+
+def test_seconds_to_healthy_ignores_an_outage_over_before_the_service_started(svc: Service, state: Path) -> None:
+    """The steady-state check of a second experiment on one lab: the first one's outage is
+    not this service's to recover from."""
+    for started_at, expected in ((1005.0, 0.0), (950.0, 1.0)):
+        config = recorded(state, svc, started_at=started_at)
+        seconds, healthy = probes.measure_time_to_healthy("", "shop", "", 2.0, config, timeline=TIMELINE,
+                                                          clock=FakeClock(start=1000.0))
+        assert healthy and seconds == pytest.approx(expected)
 
 
 # --- probes/health -------------------------------------------------------------------------------------
