@@ -31,7 +31,7 @@ except ImportError:  # run as a script: the repo root is not on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from bench import _common as common
 
-from bench import bench_dns, bench_explorer, bench_lab_start, bench_lb, bench_race
+from bench import bench_dns, bench_explorer, bench_lab_start, bench_lb, bench_race, bench_storm
 
 BENCHMARKS: dict[str, Callable[[bool], common.BenchResult]] = {
     bench_lab_start.NAME: bench_lab_start.run,
@@ -39,6 +39,7 @@ BENCHMARKS: dict[str, Callable[[bool], common.BenchResult]] = {
     bench_lb.NAME: bench_lb.run,
     bench_explorer.NAME: bench_explorer.run,
     bench_race.NAME: bench_race.run,
+    bench_storm.NAME: bench_storm.run,
 }
 RESULTS_PATH = common.BENCH_DIR / "results.json"
 
