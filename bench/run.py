@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/run.py                 # everything (about 1.5 minutes)
+    python bench/run.py                 # everything (about 2.5 minutes)
     python bench/run.py --quick         # shorter loads, one lab-start run
     python bench/run.py --only dns      # one benchmark (repeat --only for more)
 

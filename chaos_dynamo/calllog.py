@@ -200,11 +200,12 @@ def _join_retries(calls: list[Call], threads: dict[str, tuple[int, Any, Any]]) -
     return joined
 
 
-def read_calls(directory: str | Path, service: str | None = None) -> list[Call]:
-    """Every call logged under ``directory`` (optionally only ``service``'s), by start time."""
+def read_calls(directory: str | Path, service: str | None = None, join_retries: bool = True) -> list[Call]:
+    """Every logical call logged under ``directory`` (optionally only ``service``'s), by start
+    time; ``join_retries`` as in :func:`assemble`."""
     root = Path(directory)
     if not root.is_dir():
         return []
     pattern = f"{_SAFE.sub('_', service)}-*.jsonl" if service else "*.jsonl"
-    calls = assemble(read_events(sorted(root.glob(pattern))))
+    calls = assemble(read_events(sorted(root.glob(pattern))), join_retries)
     return [c for c in calls if service is None or c.service == service]

@@ -14,6 +14,7 @@ Both act only on a lab at a loopback address (``_lab.lab_info`` checks it).
 from typing import Any
 
 from chaos_dynamo.clock import REAL_CLOCK, Clock
+from chaos_dynamo.control._client import JsonDict
 from chaos_dynamo.control.enactor import Endpoint, initial_records
 from chaos_dynamo.endpoint import _lab
 from chaos_dynamo.errors import ConfigError, LabError
@@ -36,7 +37,7 @@ def _check_timeout(timeout: float) -> float:
 
 def empty_endpoint(endpoint: str = "", wait: bool = True, timeout: float = 30.0, *,
                    configuration: dict[str, Any] | None = None,
-                   secrets: dict[str, Any] | None = None) -> dict[str, Any]:
+                   secrets: dict[str, Any] | None = None) -> JsonDict:
     """Delete the endpoint's active plan tree, leaving its alias answering no addresses.
 
     Args:
@@ -69,7 +70,7 @@ def empty_endpoint(endpoint: str = "", wait: bool = True, timeout: float = 30.0,
 
 def restore_endpoint(endpoint: str = "", wait: bool = True, timeout: float = 30.0, *,
                      configuration: dict[str, Any] | None = None,
-                     secrets: dict[str, Any] | None = None) -> dict[str, Any]:
+                     secrets: dict[str, Any] | None = None) -> JsonDict:
     """Operator restore: write the newest plan's tree back and point the endpoint's alias at it.
 
     Idempotent (UPSERTs only), so it is safe as a rollback whatever state the run left.
@@ -106,7 +107,7 @@ def restore_endpoint(endpoint: str = "", wait: bool = True, timeout: float = 30.
 
 def empty_endpoint_for(seconds: float, endpoint: str = "", close_connections: bool = True, *,
                        configuration: dict[str, Any] | None = None,
-                       secrets: dict[str, Any] | None = None) -> dict[str, Any]:
+                       secrets: dict[str, Any] | None = None) -> JsonDict:
     """Empty the endpoint for ``seconds``, then restore it, even if the wait is interrupted.
 
     The outage as a service lives it: the name resolves to nothing (``empty_endpoint``),

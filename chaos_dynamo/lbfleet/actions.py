@@ -3,6 +3,7 @@
 # No `from __future__ import annotations`: Chaos Toolkit discovery reads the real types.
 from typing import Any
 
+from chaos_dynamo.control._client import JsonDict
 from chaos_dynamo.endpoint import _lab
 from chaos_dynamo.errors import ConfigError
 from chaos_dynamo.lab.lab import require_loopback_url
@@ -15,7 +16,7 @@ def set_lb_faults(lb: str, down: bool | None = None, latency: float | None = Non
                   refuse_for: float | None = None, error_rate: float | None = None,
                   error_status: int = 500, error_code: str | None = None, *,
                   configuration: dict[str, Any] | None = None,
-                  secrets: dict[str, Any] | None = None) -> dict[str, Any]:
+                  secrets: dict[str, Any] | None = None) -> JsonDict:
     """Set fault knobs on one load balancer; knobs left as null are unchanged.
 
     Args:
@@ -46,7 +47,7 @@ def set_lb_faults(lb: str, down: bool | None = None, latency: float | None = Non
 
 def throttle_dynamodb(rate: float, code: str = "ProvisionedThroughputExceededException", lb: str = "", *,
                       configuration: dict[str, Any] | None = None,
-                      secrets: dict[str, Any] | None = None) -> dict[str, Any]:
+                      secrets: dict[str, Any] | None = None) -> JsonDict:
     """Answer a fraction of DynamoDB requests with a throttling (or server) error, as DynamoDB does.
 
     The LBs answer the error themselves, in DynamoDB's JSON shape, so every SDK parses its
@@ -78,7 +79,7 @@ def throttle_dynamodb(rate: float, code: str = "ProvisionedThroughputExceededExc
 
 
 def close_connections(*, configuration: dict[str, Any] | None = None,
-                      secrets: dict[str, Any] | None = None) -> dict[str, Any]:
+                      secrets: dict[str, Any] | None = None) -> JsonDict:
     """Close every client keep-alive connection on every load balancer, so clients reconnect.
 
     Idle connections close now; busy ones after their current response (``Connection:
@@ -93,7 +94,7 @@ def close_connections(*, configuration: dict[str, Any] | None = None,
 
 
 def reset_lb_faults(*, configuration: dict[str, Any] | None = None,
-                    secrets: dict[str, Any] | None = None) -> dict[str, Any]:
+                    secrets: dict[str, Any] | None = None) -> JsonDict:
     """Clear every fault knob on every load balancer (a rollback)."""
     result: dict[str, Any] = _lab.http_json(f"{_api_url(configuration)}/_chaos_dynamo/lb/faults/reset", {})
     return result
@@ -104,6 +105,6 @@ def _api_url(configuration: dict[str, Any] | None) -> str:
     return require_loopback_url("chaos_dynamo_api", _lab.lab_info(configuration).api_url)
 
 
-def _post_faults(api_url: str, lb: str, body: dict[str, Any]) -> dict[str, Any]:
+def _post_faults(api_url: str, lb: str, body: dict[str, Any]) -> JsonDict:
     result: dict[str, Any] = _lab.http_json(f"{api_url}/_chaos_dynamo/lb/{lb}/faults", body)
     return result

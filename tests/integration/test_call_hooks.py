@@ -60,9 +60,11 @@ if scenario == "healthy":
     [t.start() for t in threads]
     [t.join() for t in threads]
 elif scenario == "retries":
+    # Distinct requests: a failed call followed by the same request would be read back as
+    # the application retrying it (one logical call).
     c = client(args.get("retries"))
-    for _ in range(args["calls"]):
-        call(c)
+    for i in range(args["calls"]):
+        call(c, Limit=i + 1)
 elif scenario == "client-per-attempt":
     for i in range(args["calls"]):
         session = boto3.session.Session() if i % 2 else None
@@ -71,7 +73,7 @@ elif scenario == "client-per-attempt":
                 "dynamodb", endpoint_url=url, config=Config(retries={"total_max_attempts": 1}))
         else:
             c = client({"total_max_attempts": 1}, session)
-        call(c)
+        call(c, Limit=i + 1 if args.get("distinct", True) else 1)
 elif scenario == "nested":
     outer, inner = client(), client()
     def nested_call(**_):
@@ -176,6 +178,18 @@ def test_a_new_client_per_attempt_is_logged_too(service_env: dict[str, str], mis
     calls = calls_of(service_env)
     assert len(seen) == len(calls) == 6
     assert all(len(c.attempts) == 1 and c.attempts[0].dns_failure for c in calls)
+
+
+def test_repeating_a_failed_request_with_new_clients_is_one_logical_call(
+    service_env: dict[str, str], missing_url: str,
+) -> None:
+    """The naive retry loop: the same request again, each time through a new client."""
+    seen, _ = run_service(service_env, "client-per-attempt", url=missing_url, calls=6, distinct=False)
+    (call,) = calls_of(service_env)
+    assert len(seen) == call.client_calls == len(call.attempts) == 6
+    assert [a.number for a in call.attempts] == [1, 2, 3, 4, 5, 6]
+    assert all(a.dns_failure for a in call.attempts) and call.ok is False
+    assert len(calllog.read_calls(service_env["CHAOS_DYNAMO_CALL_LOG"], "checkout", join_retries=False)) == 6
 
 
 def test_a_call_made_inside_another_calls_hook_is_kept_apart(service_env: dict[str, str]) -> None:

@@ -56,3 +56,23 @@ def test_python_shim_example(lab_env: dict[str, str]) -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "chaos-dynamo-plans" in result.stdout
+
+
+def test_retry_experiment_session(tmp_path: Path) -> None:
+    """The retry section's session as written: the naive service deviates, the user's own
+    command (here the hardened reference service, run as a command) holds. The windows are
+    shortened through the experiment's environment, as a CI job would."""
+    (tmp_path / "experiments").symlink_to(ROOT / "experiments")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CHAOS_DYNAMO_"))}
+    env |= {"PATH": f"{BIN}:{env.get('PATH', '')}", "CHAOS_DYNAMO_STATE": str(tmp_path / "lab.json"),
+            "CHAOS_DYNAMO_SERVICE_RATE": "2", "CHAOS_DYNAMO_SERVICE_WARMUP": "7",
+            "CHAOS_DYNAMO_BASELINE_SECONDS": "6", "CHAOS_DYNAMO_OUTAGE_SECONDS": "6",
+            "CHAOS_DYNAMO_RECOVERY_SECONDS": "6"}
+    script = "set -euo pipefail\ntrap 'chaos-dynamo lab down >/dev/null 2>&1 || true' EXIT\n" + snippet("retry-experiment")
+    result = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=400)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-6000:]
+    assert "the naive service storms: the hypothesis deviated" in result.stdout
+    assert "'retry-amplification':" in result.stdout and "'attempts-per-call':" in result.stdout
+    assert "lab stopped" in result.stdout
+    assert not (tmp_path / "lab.json").exists()
