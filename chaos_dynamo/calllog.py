@@ -15,8 +15,8 @@ one JSON object per line to ``<dir>/<service>-<pid>.jsonl`` as botocore works:
 
 An application that retries by itself (tenacity, a loop, a new client per attempt) calls
 the client again with the same request: a client call that follows a *failed* one in the
-same thread with the same request digest is read back as another attempt of the same
-logical call, so attempts per logical call count the application's retries as well as
+same thread with the same request digest, within ``MAX_RETRY_GAP`` seconds of the failure,
+is read back as another attempt of the same logical call, so attempts per logical call count the application's retries as well as
 botocore's.
 
 A call still retrying when the log is read has no ``end``: it is read back with ``end`` None
@@ -45,6 +45,11 @@ APP_ID_ENV = "AWS_SDK_UA_APP_ID"
 UNATTRIBUTED = "unattributed"
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+MAX_RETRY_GAP = 30.0
+"""Seconds after a failed call within which a repetition of its request counts as a retry:
+longer than any usual backoff cap (botocore's 20 s, legacy mode's 12.8 s), short enough that
+a thread reused much later for the same request starts a new logical call."""
 
 
 def service_name(environ: Any = None) -> str:
@@ -186,7 +191,8 @@ def _join_retries(calls: list[Call], threads: dict[str, tuple[int, Any, Any]]) -
         previous = open_by_thread.get(slot) if thread is not None and key is not None else None
         if previous is not None:
             last = joined[previous]
-            if last.ok is False and last.operation == call.operation and threads[last.id][2] == key:
+            if (last.ok is False and last.operation == call.operation and threads[last.id][2] == key
+                    and last.end is not None and call.start - last.end <= MAX_RETRY_GAP):
                 offset = len(last.attempts)
                 renumbered = tuple(Attempt(offset + a.number, a.start, a.end, a.status, a.error, a.dns_failure)
                                    for a in call.attempts)

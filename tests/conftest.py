@@ -39,10 +39,14 @@ def lab_info(lab: Lab) -> LabInfo:
 
 
 @pytest.fixture(scope="session")
-def lab_state_file(lab_info: LabInfo, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def lab_state_file(lab_info: LabInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     path = tmp_path_factory.mktemp("state") / "lab.json"
     write_state(lab_info, path)
-    return path
+    yield path
+    # Whatever a failed or interrupted test left running on this lab.
+    from chaos_dynamo.services import supervisor
+
+    supervisor.stop_all(path)
 
 
 @pytest.fixture

@@ -326,8 +326,9 @@ def time_to_healthy(check: Callable[[], tuple[bool, Any]], since: float, timeout
                     clock: Clock = REAL_CLOCK, interval: float = POLL_INTERVAL) -> tuple[float, bool, Any]:
     """Poll ``check`` every ``interval`` until it is healthy or ``timeout`` seconds pass.
 
-    Returns (seconds from ``since`` to the first healthy answer, or to giving up; healthy;
-    the last answer's detail).
+    Returns (seconds from ``since`` to the first healthy answer; healthy; the last answer's
+    detail). Never healthy: the seconds to giving up, and at least ``timeout`` plus one
+    ``interval``, so a tolerance of ``at_most timeout`` always fails.
     """
     deadline = clock.monotonic() + timeout
     while True:
@@ -335,7 +336,7 @@ def time_to_healthy(check: Callable[[], tuple[bool, Any]], since: float, timeout
         if healthy:
             return max(0.0, clock.now() - since), True, detail
         if clock.monotonic() >= deadline - 1e-6:  # 1e-6: ten sleeps of 0.2 make 1.9999999
-            return max(0.0, clock.now() - since), False, detail
+            return max(clock.now() - since, timeout) + interval, False, detail
         clock.sleep(interval)
 
 
@@ -358,8 +359,8 @@ def seconds_to_healthy(url: str = "", service: str = "", endpoint: str = "", tim
     Run it first in the hypothesis after the method: it can only see the service become
     healthy from when it starts polling, so a late run overstates the time. With no outage
     since the service started (from its registry record), or one still going on, it counts
-    from now. Never healthy within ``timeout``: the
-    seconds waited (a tolerance of ``at_most`` fails) and a log line saying so.
+    from now. Never healthy within ``timeout``: the seconds waited plus one poll, never below
+    ``timeout`` (so ``at_most timeout`` fails), and a log line saying so.
     Tolerance: ``at_most`` 30.
     """
     return measure_time_to_healthy(url, service, endpoint, timeout, configuration)[0]

@@ -257,7 +257,8 @@ class Traffic:
         dns: times of its queries for the endpoint name (every client's when
             ``dns_scope`` is ``all``).
         dns_failed: qtype -> times of those queries whose answer failed the lookup.
-        dns_scope: ``service`` (by source address) or ``all`` (no source address known).
+        dns_scope: ``service`` (by source address) or ``all`` (no source address known, or
+            no query ever came from it: a service whose resolver is not the Python shim).
         lb_by_owner / dns_by_owner: every owner's times (service name, or
             :data:`UNATTRIBUTED`), so nothing is lost.
     """
@@ -274,10 +275,10 @@ class Traffic:
     @property
     def notes(self) -> tuple[str, ...]:
         if self.dns_scope == "all":
-            return (f"service {self.service!r} has no recorded source address, so its DNS numbers "
-                    f"count every query for {self.endpoint} (all clients); start it with "
-                    "`chaos-dynamo service start` (or give it CHAOS_DYNAMO_SOURCE_ADDRESS and a "
-                    "service record) to attribute its own",)
+            return (f"no query for {self.endpoint} came from a source address recorded for service "
+                    f"{self.service!r}, so its DNS numbers count every query for that name (all "
+                    "clients); a Python service started by `chaos-dynamo service start` sends its "
+                    "lookups from its own address",)
         return ()
 
     def failed_lookups(self, window: Window) -> int:
@@ -312,25 +313,33 @@ def attribute(requests: Iterable[LoggedRequest], queries: Iterable[LoggedQuery],
     by_address_known = service in by_address.values()
     name = normalize_name(endpoint)
     dns_by_owner: dict[str, list[float]] = defaultdict(list)
-    scoped: list[float] = []
-    failed: dict[str, list[float]] = {q: [] for q in ADDRESS_TYPES}
+    seen: list[tuple[str, float, str | None]] = []  # (owner, time, failed address type)
     for query in queries:
         if normalize_name(query.name) != name:
             continue
         owner = query_service(query, by_address) or UNATTRIBUTED
         when = float(query.time)
         dns_by_owner[owner].append(when)
-        if by_address_known and owner != service:
+        failed_type = query.qtype if query.qtype in ADDRESS_TYPES and (
+            query.rcode in FAILED_RCODES or (query.answers == 0 and query.qtype in served_types)) else None
+        seen.append((owner, when, failed_type))
+    # A recorded source address only the Python shim uses: a service in another language
+    # resolves from wherever its resolver sends from, so with no query from its address at
+    # all, every query for the endpoint's name is counted (as for an unrecorded service).
+    own_scope = by_address_known and service in dns_by_owner
+    scoped: list[float] = []
+    failed: dict[str, list[float]] = {q: [] for q in ADDRESS_TYPES}
+    for owner, when, failed_type in seen:
+        if own_scope and owner != service:
             continue
         scoped.append(when)
-        if query.qtype in ADDRESS_TYPES and (
-                query.rcode in FAILED_RCODES or (query.answers == 0 and query.qtype in served_types)):
-            failed[query.qtype].append(when)
+        if failed_type is not None:
+            failed[failed_type].append(when)
     return Traffic(
         service=service, endpoint=name,
         lb=tuple(sorted(lb_by_owner.get(service, ()))), dns=tuple(sorted(scoped)),
         dns_failed={q: tuple(sorted(t)) for q, t in failed.items()},
-        dns_scope="service" if by_address_known else "all",
+        dns_scope="service" if own_scope else "all",
         lb_by_owner={o: tuple(sorted(t)) for o, t in lb_by_owner.items()},
         dns_by_owner={o: tuple(sorted(t)) for o, t in dns_by_owner.items()},
     )
@@ -448,19 +457,25 @@ def estimated_attempts_per_call(traffic: Traffic, windows: Windows) -> Measureme
 
 
 def dns_query_storm(traffic: Traffic, windows: Windows, min_baseline_qps: float = 1.0) -> Measurement:
-    """Queries per second for the endpoint's name while it was empty, over baseline.
+    """Queries per second for the endpoint's name while it was empty, over the service's
+    baseline request rate.
 
-    ``qps(outage) / max(qps(baseline), min_baseline_qps)``; every query for the name
-    counts (A, AAAA, any answer).
+    ``qps(outage) / max(LB requests/s at baseline, min_baseline_qps)``; every query for the
+    name counts (A, AAAA, any answer). The denominator is the service's pace at rest, not
+    its lookup rate at rest: a client that keeps connections alive hardly looks the name up
+    at rest, one that opens a connection per request looks it up per request, and either
+    way a lookup (A and AAAA: 2 queries) per attempt at its usual pace reads about 2.
     """
     floor = check_seconds("min_baseline_qps", min_baseline_qps, high=1e9)
     during, base = windows.outage.rate(traffic.dns), windows.baseline.rate(traffic.dns)
+    pace = windows.baseline.rate(traffic.lb)
     details = {"windows": windows.to_dict(), "outage_qps": during, "baseline_qps": base,
+               "baseline_request_rate": pace,
                "outage_queries": windows.outage.count(traffic.dns),
                "baseline_queries": windows.baseline.count(traffic.dns),
-               "baseline_floored": base < floor, "dns_scope": traffic.dns_scope,
+               "baseline_floored": pace < floor, "dns_scope": traffic.dns_scope,
                "owners": traffic.owners(windows.outage)["dns"]}
-    return Measurement(during / max(base, floor), details, traffic.notes)
+    return Measurement(during / max(pace, floor), details, traffic.notes)
 
 
 def recovery_herd(traffic: Traffic, windows: Windows, bin_seconds: float = 1.0) -> Measurement | None:

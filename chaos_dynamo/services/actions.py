@@ -54,6 +54,9 @@ def start_service(name: str, kind: str = "", command: str = "", instances: int =
                   secrets: dict[str, Any] | None = None) -> JsonDict:
     """Start a service on the lab and wait until every instance is ready.
 
+    Stop it with ``stop_service`` (a rollback). A reference service also stops by itself
+    once the ``chaos`` process that started it is gone, even if that was killed.
+
     Args:
         name: the service's name; its SDK app id and what the probes call it.
         kind: a reference service: naive, legacy, standard, adaptive or hardened; or
@@ -80,7 +83,7 @@ def start_service(name: str, kind: str = "", command: str = "", instances: int =
     state = state_file(configuration)
     record = supervisor.start(name, kind=kind, command=command, instances=instances, rate=rate,
                               concurrency=concurrency, seed=seed, health_url=health_url,
-                              state=state, lab=info)
+                              state=state, lab=info, exit_with_parent=True)
     logger.info("started service %s (%s, %d instance(s), pids %s, source address %s)", record.name,
                 record.kind, len(record.instances), [i.pid for i in record.instances],
                 record.source_address or "none")

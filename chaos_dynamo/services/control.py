@@ -143,7 +143,7 @@ def before_experiment_control(context: dict[str, Any], configuration: dict[str, 
             instances=settings["instances"], rate=settings["rate"],
             concurrency=settings["concurrency"], seed=settings["seed"],
             health_url=settings["health_url"], state=state, lab=info,
-            progress=lambda line: logger.info("%s", line.strip()))
+            progress=lambda line: logger.info("%s", line.strip()), exit_with_parent=True)
         _started[name] = state  # from here on, the after-control (or cleanup) stops it
         logger.info("service %s started: %s, %d instance(s), pids %s, source address %s; warming up "
                     "%g s", name, record.kind, len(record.instances), [i.pid for i in record.instances],

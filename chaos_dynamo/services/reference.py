@@ -195,12 +195,27 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
 
 # --- safety ------------------------------------------------------------------------------
 
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+def _in_zones(host: str, zones: str) -> bool:
+    name = host.lower().rstrip(".")
+    wanted = [z.strip().lower().strip(".") for z in zones.split(",") if z.strip()]
+    return any(name == z or name.endswith("." + z) for z in wanted)
+
+
 def check_endpoint(environ: Mapping[str, str]) -> str:
     """The DynamoDB endpoint URL, after checking it leads to the lab only.
 
     Raises:
-        SafetyError: no endpoint is set (boto3 would call real AWS), or its host resolves
-            to a non-loopback address, or does not resolve while the lab shim is off.
+        SafetyError: no endpoint is set (boto3 would call real AWS), its host is a name
+            outside $CHAOS_DYNAMO_ZONES, resolves to a non-loopback address, or does not
+            resolve while the lab shim is off.
     """
     url = environ.get("AWS_ENDPOINT_URL_DYNAMODB") or environ.get("AWS_ENDPOINT_URL")
     fix = "run it with the lab's environment (`eval \"$(chaos-dynamo lab env)\"`)"
@@ -212,6 +227,13 @@ def check_endpoint(environ: Mapping[str, str]) -> str:
         port = parsed.port or 80
     except ValueError:
         raise SafetyError(f"AWS_ENDPOINT_URL_DYNAMODB={url!r} has a bad port; {fix}") from None
+    if not _is_address(host) and host != "localhost" and not _in_zones(host, environ.get("CHAOS_DYNAMO_ZONES", "")):
+        # Without the lab's zones the shim sends a name the lab DNS cannot answer (it is
+        # down, say) to the system resolver: the real endpoint. A reference service can
+        # storm, so it only ever resolves its endpoint through the lab.
+        raise SafetyError(f"{host} (AWS_ENDPOINT_URL_DYNAMODB) is not inside the lab's zones "
+                          f"(CHAOS_DYNAMO_ZONES={environ.get('CHAOS_DYNAMO_ZONES', '')!r}), so a lookup "
+                          f"could reach the real DNS; {fix}")
     try:
         addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
     except socket.gaierror:
@@ -436,6 +458,31 @@ def _progress(metrics: Metrics, stop: threading.Event) -> None:
               f"breaker_open={int(s.breaker_open)}", flush=True)
 
 
+PARENT_ENV = "CHAOS_DYNAMO_EXIT_WITH_PARENT"
+"""Set by the supervisor when a Chaos Toolkit run starts the service: the pid of that run.
+The service stops when that process is gone (killed without running its controls), so a
+retry storm never outlives the experiment that started it."""
+
+
+def watch_parent(environ: Mapping[str, str], stop: threading.Event, clock: Clock) -> None:
+    """Stop (set ``stop``) once the process named by $CHAOS_DYNAMO_EXIT_WITH_PARENT is not
+    this process's parent any more; nothing when the variable is unset or not a pid."""
+    try:
+        parent = int(environ.get(PARENT_ENV, ""))
+    except ValueError:
+        return
+
+    def watch() -> None:
+        while not stop.is_set():
+            if os.getppid() != parent:
+                print(f"the process that started this service ({parent}) is gone: stopping", flush=True)
+                stop.set()
+                return
+            clock.sleep(0.5)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def run(options: Options, *, clock: Clock = REAL_CLOCK,
         stop: threading.Event | None = None) -> tuple[int, bool]:
     """Run the service until stopped; return (exit code, whether every worker ended).
@@ -447,6 +494,7 @@ def run(options: Options, *, clock: Clock = REAL_CLOCK,
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     check_endpoint(os.environ)
+    watch_parent(os.environ, stop, clock)
     sclock = _StopClock(clock, stop)
     breaker: CircuitBreaker | None = None
     metrics = Metrics(options.kind, clock, breaker_open=lambda: breaker is not None and breaker.is_open)

@@ -28,6 +28,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -42,6 +43,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from chaos_dynamo.calllog import log_path
 from chaos_dynamo.clock import REAL_CLOCK, Clock, wait_until
 from chaos_dynamo.config import is_loopback_host
 from chaos_dynamo.errors import ConfigError, LabError
@@ -373,7 +375,8 @@ def instance_argv(spec: ServiceSpec, index: int, ready_file: Path) -> list[str]:
 
 
 def instance_env(spec: ServiceSpec, index: int, lab: LabInfo, state_file: Path,
-                 source_address: str, base: dict[str, str] | None = None) -> dict[str, str]:
+                 source_address: str, base: dict[str, str] | None = None,
+                 parent: int | None = None) -> dict[str, str]:
     """The environment of instance ``index``: ``base`` (default: this process's), the lab's
     and the attribution contract."""
     env = dict(os.environ if base is None else base) | lab.env() | {
@@ -387,6 +390,9 @@ def instance_env(spec: ServiceSpec, index: int, lab: LabInfo, state_file: Path,
         env["CHAOS_DYNAMO_SOURCE_ADDRESS"] = source_address
     else:
         env.pop("CHAOS_DYNAMO_SOURCE_ADDRESS", None)
+    env.pop("CHAOS_DYNAMO_EXIT_WITH_PARENT", None)
+    if parent is not None:
+        env["CHAOS_DYNAMO_EXIT_WITH_PARENT"] = str(parent)  # read by the reference services
     env.setdefault("PYTHONUNBUFFERED", "1")  # so a failing instance's log has its last words
     return env
 
@@ -427,7 +433,7 @@ def start(name: str, *, kind: str = "", command: str | Sequence[str] | None = No
           instances: int = 1, rate: float = 5.0, concurrency: int = 8, seed: int = 0,
           health_url: str = "", state: str | Path | None = None, lab: LabInfo | None = None,
           ready_timeout: float = 30.0, clock: Clock = REAL_CLOCK,
-          progress: Progress | None = None) -> ServiceRecord:
+          progress: Progress | None = None, exit_with_parent: bool = False) -> ServiceRecord:
     """Start ``instances`` processes of a service, wait until each is ready, record it.
 
     Args:
@@ -444,6 +450,9 @@ def start(name: str, *, kind: str = "", command: str | Sequence[str] | None = No
         lab: the lab's addresses (default: read from ``state``).
         ready_timeout: seconds for every instance to become ready.
         progress: called with a line of text as instances come up.
+        exit_with_parent: reference services stop by themselves once this process is gone
+            (a Chaos Toolkit run killed before its controls could stop them); the CLI's
+            services outlive the command that started them.
 
     Raises:
         ConfigError: a bad argument (nothing is started), or a service of that name is
@@ -467,17 +476,36 @@ def start(name: str, *, kind: str = "", command: str | Sequence[str] | None = No
                 raise ConfigError("service", f"{spec.name!r} is already running (pids {alive})",
                                   f"stop it first: chaos-dynamo service stop {spec.name}")
         others = [r for r in list_records(state) if r.name != spec.name]
-        taken = {r.source_address for r in others if r.source_address and live_pids(r)}
+        # Never an address another record holds, live or not: the probes attribute by it.
+        taken = {r.source_address for r in others if r.source_address}
         address = allocate_address(taken)
-        record = _spawn_all(spec, info, state, state_file, address, timeout, clock, say)
+        record = _spawn_all(spec, info, state, state_file, address, timeout, clock, say, exit_with_parent)
         write_record(record, state)
     return record
 
 
+def clear_call_logs(name: str, state: str | Path | None = None) -> int:
+    """Remove the call logs an earlier run of service ``name`` left; how many were removed.
+
+    A new run's probes must not read an old run's calls (a Python service then, another
+    language now, would read as "no call in the window" instead of an estimate).
+    """
+    own = re.compile(re.escape(log_path("", name, 0).name[:-len("0.jsonl")]) + r"\d+\.jsonl$")
+    removed = 0
+    directory = calls_dir(state)
+    for path in directory.glob("*.jsonl") if directory.is_dir() else []:
+        if own.fullmatch(path.name):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def _spawn_all(spec: ServiceSpec, info: LabInfo, state: str | Path | None, state_file: Path,
-               address: str, timeout: float, clock: Clock, say: Progress) -> ServiceRecord:
+               address: str, timeout: float, clock: Clock, say: Progress,
+               exit_with_parent: bool = False) -> ServiceRecord:
     directory = services_dir(state)
     calls_dir(state).mkdir(parents=True, exist_ok=True)
+    clear_call_logs(spec.name, state)
     started: list[subprocess.Popen[bytes]] = []
     logs: list[Path] = []
     readies: list[Path] = []
@@ -492,7 +520,8 @@ def _spawn_all(spec: ServiceSpec, info: LabInfo, state: str | Path | None, state
             with open(log_path, "wb") as log:
                 try:
                     child = subprocess.Popen(
-                        argv, env=instance_env(spec, index, info, state_file, address),
+                        argv, env=instance_env(spec, index, info, state_file, address,
+                                               parent=os.getpid() if exit_with_parent else None),
                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                         start_new_session=True)
                 except OSError as exc:

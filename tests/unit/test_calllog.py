@@ -289,6 +289,12 @@ def test_only_a_repetition_of_a_failed_request_in_the_same_thread_is_joined(seco
     assert [c.client_calls for c in calllog.assemble(events)] == [1, 1]
 
 
+def test_a_repetition_long_after_the_failure_is_a_new_logical_call() -> None:
+    late = 1.5 + calllog.MAX_RETRY_GAP + 0.1
+    events = [*_client_call("7-1", 1.0, False), *_client_call("7-2", late, True)]
+    assert [c.client_calls for c in calllog.assemble(events)] == [1, 1]
+
+
 def test_a_repetition_after_a_success_is_a_new_logical_call() -> None:
     events = [*_client_call("7-1", 1.0, True), *_client_call("7-2", 2.0, True)]
     assert len(calllog.assemble(events)) == 2

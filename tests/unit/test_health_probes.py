@@ -214,7 +214,7 @@ def test_seconds_to_healthy_never_healthy_returns_the_seconds_waited(svc: Servic
     seconds, healthy = probes.measure_time_to_healthy(f"{svc.base}/health", "", "", 2.0,
                                                       {"chaos_dynamo_state": str(state)},
                                                       timeline=TIMELINE, clock=clock)
-    assert not healthy and seconds == pytest.approx(3.0)
+    assert not healthy and seconds == pytest.approx(3.2)
     assert "still not healthy" in caplog.text
 
 

@@ -158,7 +158,8 @@ def test_address_allocation_takes_the_lowest_free_bindable_one() -> None:
     assert err.value.field == "service"
 
 
-def test_a_live_service_keeps_its_address_and_a_stale_one_gives_it_back(state: Path) -> None:
+def test_no_recorded_address_is_handed_out_again_live_or_not(state: Path) -> None:
+    """The probes attribute DNS queries by the recorded addresses, dead records included."""
     other = _spawn({"CHAOS_DYNAMO_SERVICE": "other"})
     try:
         write_record(ServiceRecord("other", "command", tuple(SLEEPER), "127.0.0.100",
@@ -166,7 +167,7 @@ def test_a_live_service_keeps_its_address_and_a_stale_one_gives_it_back(state: P
         write_record(ServiceRecord("ghost", "command", tuple(SLEEPER), "127.0.0.101",
                                    (Instance(0, _dead_pid()),)), state)
         record = supervisor.start("mine", command=SLEEPER, state=state, lab=FAKE_LAB)
-        assert record.source_address == "127.0.0.101"
+        assert record.source_address == "127.0.0.102"
         assert supervisor.running_instances("mine", state) == 1
         assert supervisor.running_instances("ghost", state) == 0
     finally:
@@ -271,3 +272,15 @@ def test_control_settings_from_configuration() -> None:
     with pytest.raises(InvalidControl):
         control.validate_control({"name": "svc", "provider": {"arguments": {"instances": 2}}})
     control.validate_control({"name": "svc", "provider": {"arguments": {"service_instances": 2}}})
+
+
+def test_a_new_run_clears_only_its_own_old_call_logs(tmp_path: Path) -> None:
+    from chaos_dynamo.services.registry import calls_dir
+
+    state = tmp_path / "lab.json"
+    calls = calls_dir(state)
+    calls.mkdir(parents=True)
+    for name in ("orders-101.jsonl", "orders-7.jsonl", "orders-eu-5.jsonl", "billing-3.jsonl", "orders-x.jsonl"):
+        (calls / name).write_text("{}\n")
+    assert supervisor.clear_call_logs("orders", state) == 2
+    assert sorted(p.name for p in calls.iterdir()) == ["billing-3.jsonl", "orders-eu-5.jsonl", "orders-x.jsonl"]

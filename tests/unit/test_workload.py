@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 from pathlib import Path
@@ -277,6 +278,12 @@ def test_an_endpoint_outside_the_lab_is_refused() -> None:
         reference.check_endpoint({"AWS_ENDPOINT_URL_DYNAMODB": "http://192.0.2.7:8000"})
     url = "http://127.0.0.1:8000"
     assert reference.check_endpoint({"AWS_ENDPOINT_URL": url}) == url
+    # A name is resolved only when the shim keeps it inside the lab's zones.
+    real = "http://dynamodb.us-east-1.amazonaws.com:8000"
+    with pytest.raises(SafetyError, match=r"not inside the lab's zones \(CHAOS_DYNAMO_ZONES=''\)"):
+        reference.check_endpoint({"AWS_ENDPOINT_URL_DYNAMODB": real})
+    with pytest.raises(SafetyError, match="not inside the lab's zones"):
+        reference.check_endpoint({"AWS_ENDPOINT_URL_DYNAMODB": real, "CHAOS_DYNAMO_ZONES": "example.com"})
 
 
 # --- table setup -------------------------------------------------------------------------------
@@ -371,3 +378,18 @@ def test_a_stop_during_setup_ends_it_quietly() -> None:
     stop = threading.Event()
     stop.set()
     assert not ensure(FakeDynamo([outage()]), FakeClock(), stop=stop)
+
+
+def test_a_reference_service_stops_when_the_run_that_started_it_is_gone() -> None:
+    from chaos_dynamo.services.reference import PARENT_ENV, watch_parent
+
+    ours = threading.Event()
+    watch_parent({PARENT_ENV: str(os.getppid())}, ours, REAL_CLOCK)
+    gone = threading.Event()
+    watch_parent({PARENT_ENV: "1" if os.getppid() != 1 else "2"}, gone, REAL_CLOCK)
+    assert wait_until(gone.is_set, timeout=10)
+    assert not ours.is_set()
+    ours.set()  # ends its watcher
+    unset = threading.Event()
+    watch_parent({}, unset, REAL_CLOCK)
+    assert not unset.is_set()
