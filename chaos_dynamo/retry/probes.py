@@ -40,7 +40,7 @@ __all__ = ["retry_report", "retry_amplification", "attempts_per_call", "dns_quer
 logger = logging.getLogger("chaostoolkit")
 Configuration = Mapping[str, Any] | None
 
-LOG_GRACE = 0.2
+LOG_GRACE = 1.0
 """Seconds past the recovery window's end before the logs are read (requests in flight)."""
 LOG_NEARLY_FULL = 150_000
 """A log this long whose oldest record is after the baseline has probably lost records."""
@@ -171,10 +171,10 @@ def observe(service: str, endpoint: str = "", baseline_seconds: float = 10.0,
     windows = measure.find_windows(lab.availability(ep.name), ep.name, clock.now(), baseline_seconds,
                                    recovery_seconds, started_at=started or None, subject=subject)
     if wait and windows.kind == measure.OUTAGE:
-        left = windows.recovery.end - clock.now()
+        left = windows.recovery.end + LOG_GRACE - clock.now()
         if left > 0:
             logger.info("waiting %.1f s for the recovery window of %s to close", left, ep.name)
-            clock.sleep(left + LOG_GRACE)
+            clock.sleep(left)
     since = windows.baseline.start
     requests, queries = lab.lb_log(since), lab.dns_log(since)
     for what, log in (("LB", requests), ("DNS", queries)):
