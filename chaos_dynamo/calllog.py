@@ -206,12 +206,19 @@ def _join_retries(calls: list[Call], threads: dict[str, tuple[int, Any, Any]]) -
     return joined
 
 
+def service_log_files(directory: str | Path, service: str) -> list[Path]:
+    """The call logs of ``service`` under ``directory`` (``<service>-<pid>.jsonl``), by name."""
+    root = Path(directory)
+    own = re.compile(re.escape(log_path(root, service, 0).name[:-len("0.jsonl")]) + r"\d+\.jsonl")
+    return sorted(p for p in root.glob("*.jsonl") if own.fullmatch(p.name)) if root.is_dir() else []
+
+
 def read_calls(directory: str | Path, service: str | None = None, join_retries: bool = True) -> list[Call]:
     """Every logical call logged under ``directory`` (optionally only ``service``'s), by start
     time; ``join_retries`` as in :func:`assemble`."""
     root = Path(directory)
     if not root.is_dir():
         return []
-    pattern = f"{_SAFE.sub('_', service)}-*.jsonl" if service else "*.jsonl"
-    calls = assemble(read_events(sorted(root.glob(pattern))), join_retries)
+    files = service_log_files(root, service) if service else sorted(root.glob("*.jsonl"))
+    calls = assemble(read_events(files), join_retries)
     return [c for c in calls if service is None or c.service == service]

@@ -8,6 +8,8 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -69,6 +71,18 @@ def restore_after(config: dict[str, Any]) -> Iterator[None]:
     from chaos_dynamo.endpoint.actions import restore_endpoint
 
     restore_endpoint(configuration=config)
+
+
+def control(info: LabInfo, path: str, body: Any = None, timeout: float = 10.0) -> tuple[int, Any]:
+    """GET (no body) or POST ``/_chaos_dynamo/<path>`` on the lab: (status, JSON answer), errors included."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"{info.api_url}/_chaos_dynamo/{path}", data=data,
+                                     method="GET" if data is None else "POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
 
 
 def can_bind(kind: int, address: str, port: int) -> bool:

@@ -51,7 +51,12 @@ from typing import Any, Protocol
 
 from chaos_dynamo.calllog import Call
 from chaos_dynamo.errors import ConfigError, LabError
-from chaos_dynamo.services.attribution import query_service, request_service
+from chaos_dynamo.services.attribution import (
+    AttributableQuery,
+    AttributableRequest,
+    query_service,
+    request_service,
+)
 
 UNATTRIBUTED = "(unattributed)"
 """Owner of traffic no rule attributes (parenthesised: never a valid service name)."""
@@ -69,26 +74,18 @@ OUTAGE = "outage"
 ONGOING = "ongoing"
 
 
-class LoggedRequest(Protocol):
+class LoggedRequest(AttributableRequest, Protocol):
     """What a probe reads of an LB request (:class:`chaos_dynamo.lbfleet._state.RequestRecord`)."""
 
     @property
     def time(self) -> float: ...
-    @property
-    def client(self) -> str: ...
-    @property
-    def user_agent(self) -> str: ...
-    @property
-    def service(self) -> str: ...
 
 
-class LoggedQuery(Protocol):
+class LoggedQuery(AttributableQuery, Protocol):
     """What a probe reads of a DNS query (:class:`chaos_dynamo.dns.server.QueryRecord`)."""
 
     @property
     def time(self) -> float: ...
-    @property
-    def client(self) -> str: ...
     @property
     def name(self) -> str: ...
     @property

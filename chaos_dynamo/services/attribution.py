@@ -23,7 +23,9 @@ SERVICE_HEADER = "X-Chaos-Dynamo-Service"
 _APP_ID = re.compile(r"(?:^|\s)app/([^\s]+)")
 
 
-class _Request(Protocol):
+class AttributableRequest(Protocol):
+    """What attribution reads of an LB request."""
+
     @property
     def client(self) -> str: ...
     @property
@@ -32,7 +34,9 @@ class _Request(Protocol):
     def service(self) -> str: ...
 
 
-class _Query(Protocol):
+class AttributableQuery(Protocol):
+    """What attribution reads of a DNS query."""
+
     @property
     def client(self) -> str: ...
 
@@ -43,12 +47,12 @@ def app_id(user_agent: str) -> str | None:
     return match.group(1) if match else None
 
 
-def request_service(record: _Request, by_address: Mapping[str, str]) -> str | None:
+def request_service(record: AttributableRequest, by_address: Mapping[str, str]) -> str | None:
     """The service an LB request belongs to, or None (see the module's rules)."""
     return (getattr(record, "service", "") or app_id(record.user_agent)
             or by_address.get(record.client))
 
 
-def query_service(record: _Query, by_address: Mapping[str, str]) -> str | None:
+def query_service(record: AttributableQuery, by_address: Mapping[str, str]) -> str | None:
     """The service a DNS query belongs to (by source address), or None."""
     return by_address.get(record.client)

@@ -28,7 +28,6 @@ import fcntl
 import json
 import math
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -43,7 +42,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from chaos_dynamo.calllog import log_path
+from chaos_dynamo.calllog import service_log_files
 from chaos_dynamo.clock import REAL_CLOCK, Clock, wait_until
 from chaos_dynamo.config import is_loopback_host
 from chaos_dynamo.errors import ConfigError, LabError
@@ -490,13 +489,10 @@ def clear_call_logs(name: str, state: str | Path | None = None) -> int:
     A new run's probes must not read an old run's calls (a Python service then, another
     language now, would read as "no call in the window" instead of an estimate).
     """
-    own = re.compile(re.escape(log_path("", name, 0).name[:-len("0.jsonl")]) + r"\d+\.jsonl$")
     removed = 0
-    directory = calls_dir(state)
-    for path in directory.glob("*.jsonl") if directory.is_dir() else []:
-        if own.fullmatch(path.name):
-            path.unlink(missing_ok=True)
-            removed += 1
+    for path in service_log_files(calls_dir(state), name):
+        path.unlink(missing_ok=True)
+        removed += 1
     return removed
 
 

@@ -24,6 +24,7 @@ from chaos_dynamo.lab.lab import Lab
 from chaos_dynamo.lab.state import LabInfo
 from chaos_dynamo.shim import lab_resolver
 from tests.conftest import can_bind
+from tests.conftest import control as lab_control
 
 pytestmark = pytest.mark.integration
 
@@ -226,17 +227,8 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 
 
 def control(info: LabInfo, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
-    import json
-    import urllib.error
-
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(f"{info.api_url}/_chaos_dynamo/{path}", data=data,
-                                     method="GET" if data is None else "POST")
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    status, answer = lab_control(info, path, body, timeout=5.0)
+    return status, answer
 
 
 def test_an_invalid_topology_is_refused_before_anything_binds() -> None:

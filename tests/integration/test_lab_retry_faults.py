@@ -4,10 +4,7 @@ injected DynamoDB errors by code, and an endpoint outage of a given length."""
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +21,7 @@ from chaos_dynamo.lab.state import LabInfo
 from chaos_dynamo.lbfleet import actions as lb_actions
 from chaos_dynamo.lbfleet.proxy import ERROR_CODES
 from chaos_dynamo.services.attribution import SERVICE_HEADER
+from tests.conftest import control
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -36,17 +34,6 @@ def healthy_after(config: dict[str, Any], restore_after: None) -> Iterator[None]
     """Leave the shared lab as found: faults reset here, endpoints restored by restore_after."""
     yield
     lb_actions.reset_lb_faults(configuration=config)
-
-
-def control(info: LabInfo, path: str, body: Any = None) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(f"{info.api_url}/_chaos_dynamo/{path}", data=data,
-                                     method="GET" if data is None else "POST")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 def client_to(url: str, **retries: Any) -> Any:

@@ -5,7 +5,6 @@ Times are offset by half a step (x.05) so no event sits on a window boundary.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import random
 from collections.abc import Iterable
@@ -37,29 +36,9 @@ OUTAGE_TIMELINE = [
 
 
 def request(t: float, app: str | None = SVC, client: str = "127.0.0.1", service: str = "") -> RequestRecord:
-    """A RequestRecord, whether or not the lab has added its ``service`` field yet."""
-    fields = {f.name for f in dataclasses.fields(RequestRecord)}
-    values: dict[str, Any] = {"time": t, "lb": "lb-1", "client": client, "client_port": 40000,
-                              "operation": "GetItem", "status": 200, "latency": 0.001,
-                              "user_agent": f"Boto3/1.40 md/x{' app/' + app if app else ''}"}
-    if "service" in fields:
-        values["service"] = service
-    elif service:
-        return _WithService(**values, service=service)  # type: ignore[return-value]
-    return RequestRecord(**values)
-
-
-@dataclasses.dataclass(frozen=True)
-class _WithService:
-    time: float
-    lb: str
-    client: str
-    client_port: int
-    operation: str
-    status: int
-    latency: float
-    user_agent: str
-    service: str
+    return RequestRecord(time=t, lb="lb-1", client=client, client_port=40000, operation="GetItem",
+                         status=200, latency=0.001, user_agent=f"Boto3/1.40 md/x{' app/' + app if app else ''}",
+                         service=service)
 
 
 def query(t: float, qtype: str = "A", answers: int = 3, rcode: str = "NOERROR", client: str = ADDR,
