@@ -38,6 +38,7 @@ from chaos_dynamo.errors import AwsError, ConfigError, LabError, SafetyError
 from chaos_dynamo.lab import metrics
 from chaos_dynamo.lab.front import LabFront
 from chaos_dynamo.lab.state import EndpointInfo, LabInfo
+from chaos_dynamo.lbfleet._capacity import check_service_time, check_slots
 from chaos_dynamo.lbfleet.proxy import ERROR_CODES, LBFleet
 from chaos_dynamo.plans import plan_from_fleet, upsert_changes
 from chaos_dynamo.planstore import PlanStore
@@ -383,6 +384,7 @@ class Lab:
             "load_balancers": {
                 lb["name"]: {**lb, "faults": self.fleet[lb["name"]].faults()} for lb in info.load_balancers
             },
+            "dynamodb": {"capacity": self.fleet.capacity.describe()},
             "control": self._control_summary(),
             "counters": {
                 "dns": self.dns.counters(),
@@ -400,7 +402,8 @@ class Lab:
 
     def metrics_text(self) -> str:
         assert self.dns is not None and self.fleet is not None and self.route53 is not None
-        return metrics.render(self.dns.counters(), self.fleet.counters(), dict(self.route53.counters))
+        return metrics.render(self.dns.counters(), self.fleet.counters(), dict(self.route53.counters),
+                              capacity=self.fleet.capacity.describe())
 
     # --- control API (/_chaos_dynamo/...) ------------------------------------------------
     def _control(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
@@ -428,14 +431,31 @@ class Lab:
         if parts == ["lb", "faults", "reset"] and method == "POST":
             for lb in self.fleet:
                 lb.reset_faults()
+            self.fleet.capacity.reset()
             return 200, {lb.name: lb.faults() for lb in self.fleet}
-        return 404, {"error": f"{method} {path} is not a lab control route",
-                     "routes": ["GET /_chaos_dynamo/status", "GET /_chaos_dynamo/info",
-                                "GET /_chaos_dynamo/dns/log?since=T", "GET /_chaos_dynamo/lb/log?since=T",
-                                "GET /_chaos_dynamo/availability?endpoint=NAME",
-                                "POST /_chaos_dynamo/lb/NAME/faults", "POST /_chaos_dynamo/lb/faults/reset",
-                                "POST /_chaos_dynamo/lb/connections/close",
-                                *control_routes.ROUTES]}
+        if parts == ["dynamodb", "capacity"] and method == "GET":
+            return 200, self.fleet.capacity.describe()
+        if parts == ["dynamodb", "capacity"] and method in ("POST", "PUT"):
+            return 200, self._set_capacity(body if body is not None else {})
+        return 404, {"error": f"{method} {path} is not a lab control route", "routes": ROUTES}
+
+    def _set_capacity(self, body: Any) -> dict[str, Any]:
+        """Change DynamoDB's capacity: ``slots`` (null = unlimited) and/or ``service_time``;
+        a key left out keeps its value. Every field is checked before anything changes."""
+        assert self.fleet is not None
+        known = ("slots", "service_time")
+        if not isinstance(body, dict):
+            raise ConfigError("capacity", f"{body!r} is not a JSON object",
+                              'send e.g. {"slots": 2, "service_time": 0.03}')
+        unknown = sorted(set(body) - set(known))
+        if unknown:
+            raise ConfigError(f"capacity.{unknown[0]}", "is not a capacity knob", f"use {list(known)}")
+        capacity = self.fleet.capacity
+        current = capacity.describe()
+        slots = check_slots(body["slots"], "capacity.slots") if "slots" in body else current["slots"]
+        service_time = (check_service_time(body["service_time"], "capacity.service_time")
+                        if "service_time" in body else current["service_time"])
+        return capacity.configure(slots, service_time)
 
     def _set_faults(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
         assert self.fleet is not None
@@ -473,6 +493,15 @@ class Lab:
             lb.set_error_rate(float(rate), seed=self.topology.seed, code=code)
         return lb.faults()
 
+
+ROUTES = ["GET /_chaos_dynamo/status", "GET /_chaos_dynamo/info",
+          "GET /_chaos_dynamo/dns/log?since=T", "GET /_chaos_dynamo/lb/log?since=T",
+          "GET /_chaos_dynamo/availability?endpoint=NAME",
+          "POST /_chaos_dynamo/lb/NAME/faults", "POST /_chaos_dynamo/lb/faults/reset",
+          "POST /_chaos_dynamo/lb/connections/close",
+          "GET /_chaos_dynamo/dynamodb/capacity", "POST /_chaos_dynamo/dynamodb/capacity",
+          *control_routes.ROUTES]
+"""Every route of the lab's control API, as the 404 answer lists them."""
 
 ERROR_STATUSES = (400, 500)
 """HTTP statuses the LB fleet can inject by ``error_status`` alone (see ``LoadBalancer.set_error_rate``);
@@ -529,4 +558,4 @@ def require_loopback_url(field: str, url: str) -> str:
     return url
 
 
-__all__ = ["Lab", "require_loopback_url", "AwsError"]
+__all__ = ["Lab", "ROUTES", "require_loopback_url", "AwsError"]

@@ -4,6 +4,7 @@ Counters arrive as nested dictionaries from the DNS server, the LB fleet and the
 front; ``by_<label>`` levels become labels. So
 ``{"lb-1": {"by_operation": {"GetItem": 3}}}`` renders as
 ``chaos_dynamo_lb_requests_by_operation_total{lb="lb-1",operation="GetItem"} 3``.
+The DynamoDB capacity adds ``chaos_dynamo_dynamodb_capacity_*`` gauges and counters.
 """
 
 from __future__ import annotations
@@ -60,10 +61,38 @@ def render_family(prefix: str, data: Mapping[str, Any], label: str | None = None
     return lines
 
 
-def render(dns: Mapping[str, Any], lb: Mapping[str, Any], route53: Mapping[str, Any]) -> str:
+_CAPACITY = "chaos_dynamo_dynamodb_capacity"
+_CAPACITY_SERIES = (  # (key of BackendCapacity.describe(), metric suffix, Prometheus type)
+    ("slots", "slots", "gauge"),
+    ("service_time", "service_time_seconds", "gauge"),
+    ("waiting", "waiting", "gauge"),
+    ("in_service", "in_service", "gauge"),
+    ("max_waiting", "max_waiting", "gauge"),
+    ("served", "served_total", "counter"),
+    ("cancelled", "cancelled_total", "counter"),
+)
+
+
+def render_capacity(capacity: Mapping[str, Any]) -> list[str]:
+    """Lines for the lab's DynamoDB capacity (``BackendCapacity.describe()``): the knobs
+    and the line now as gauges (unlimited slots as ``+Inf``), totals as counters."""
+    lines: list[str] = []
+    for key, suffix, kind in _CAPACITY_SERIES:
+        if key not in capacity:
+            continue
+        value = capacity[key]
+        text = "+Inf" if value is None else (f"{int(value)}" if float(value).is_integer() else repr(value))
+        lines += [f"# TYPE {_CAPACITY}_{suffix} {kind}", f"{_CAPACITY}_{suffix} {text}"]
+    return lines
+
+
+def render(dns: Mapping[str, Any], lb: Mapping[str, Any], route53: Mapping[str, Any],
+           capacity: Mapping[str, Any] | None = None) -> str:
     """The whole ``/metrics`` page."""
     lines = render_family("chaos_dynamo_dns_queries", dns)
     fleet = {k: v for k, v in lb.items() if isinstance(v, Mapping) and k != "total"}
     lines += render_family("chaos_dynamo_lb_requests", fleet, label="lb")
     lines += render_family("chaos_dynamo_route53_changes", route53)
+    if capacity is not None:
+        lines += render_capacity(capacity)
     return "\n".join(lines) + "\n"

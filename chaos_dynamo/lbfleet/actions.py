@@ -1,15 +1,24 @@
-"""Chaos Toolkit actions on the lab's load-balancer fleet (through the lab's control API)."""
+"""Chaos Toolkit actions on the lab's load-balancer fleet and on the DynamoDB capacity
+behind it (through the lab's control API)."""
 
 # No `from __future__ import annotations`: Chaos Toolkit discovery reads the real types.
 from typing import Any
 
+from chaos_dynamo.clock import REAL_CLOCK, Clock
 from chaos_dynamo.control._client import JsonDict
 from chaos_dynamo.endpoint import _lab
 from chaos_dynamo.errors import ConfigError
 from chaos_dynamo.lab.lab import require_loopback_url
+from chaos_dynamo.lbfleet._capacity import check_capacity, check_service_time
 from chaos_dynamo.lbfleet.proxy import ERROR_CODES
 
-__all__ = ["set_lb_faults", "reset_lb_faults", "throttle_dynamodb", "close_connections"]
+__all__ = ["set_lb_faults", "reset_lb_faults", "throttle_dynamodb", "close_connections",
+           "set_dynamodb_capacity", "reset_dynamodb_capacity", "slow_dynamodb_for"]
+
+_clock: Clock = REAL_CLOCK
+"""What ``slow_dynamodb_for`` reads and sleeps on; tests replace it (``monkeypatch``)."""
+
+_MAX_SLOW_SECONDS = 3600.0
 
 
 def set_lb_faults(lb: str, down: bool | None = None, latency: float | None = None,
@@ -97,6 +106,84 @@ def reset_lb_faults(*, configuration: dict[str, Any] | None = None,
                     secrets: dict[str, Any] | None = None) -> JsonDict:
     """Clear every fault knob on every load balancer (a rollback)."""
     result: dict[str, Any] = _lab.http_json(f"{_api_url(configuration)}/_chaos_dynamo/lb/faults/reset", {})
+    return result
+
+
+def set_dynamodb_capacity(slots: int | None = None, service_time: float = 0.0, *,
+                          configuration: dict[str, Any] | None = None,
+                          secrets: dict[str, Any] | None = None) -> JsonDict:
+    """Give the lab's DynamoDB a finite capacity: ``slots`` requests served at once, in FIFO order.
+
+    Shared by every load balancer: a forwarded request waits for a free slot in arrival
+    order, holds it ``service_time`` seconds (on top of the emulator's own ~0.01 s), then
+    is forwarded. So the lab serves about ``slots / (service_time + 0.01)`` requests per
+    second and queues the rest. A client that gives up (read timeout) does not take its
+    request back: it is still served when its turn comes (wasted work, as in an overloaded
+    DynamoDB). Undo with ``reset_dynamodb_capacity`` or ``reset_lb_faults``.
+
+    Args:
+        slots: requests served at once, 1..10000; null means unlimited.
+        service_time: seconds each request holds its slot, 0..60.
+
+    Returns:
+        The capacity after the change: ``{"slots", "service_time", "waiting",
+        "in_service", "served", "max_waiting", "cancelled"}``.
+    """
+    slots, service_time = check_capacity(slots, service_time)
+    return _post_capacity(_api_url(configuration), {"slots": slots, "service_time": service_time})
+
+
+def reset_dynamodb_capacity(*, configuration: dict[str, Any] | None = None,
+                            secrets: dict[str, Any] | None = None) -> JsonDict:
+    """Make the lab's DynamoDB capacity unlimited again, with no service time (a rollback).
+
+    Returns:
+        The capacity after the reset (its counters are kept).
+    """
+    return _post_capacity(_api_url(configuration), {"slots": None, "service_time": 0.0})
+
+
+def slow_dynamodb_for(seconds: float, service_time: float, *,
+                      configuration: dict[str, Any] | None = None,
+                      secrets: dict[str, Any] | None = None) -> JsonDict:
+    """Make every DynamoDB request hold its slot ``service_time`` seconds for ``seconds``, then
+    put the previous service time back, even if the wait is interrupted (Ctrl-C, an error).
+
+    The slow recovery of an overloaded service: with finite ``slots``
+    (``set_dynamodb_capacity``) the capacity drops to about ``slots / (service_time + 0.01)``
+    requests per second for the window. Slots are left as they are.
+
+    Args:
+        seconds: how long it stays slow, 0 < seconds <= 3600; the action blocks that long.
+        service_time: seconds each request holds its slot meanwhile, 0..60.
+
+    Returns:
+        ``{"seconds", "service_time", "slowed_at", "restored_at", "before", "during",
+        "after"}``: times in seconds since the epoch; ``before``/``during``/``after`` are
+        the capacity as ``set_dynamodb_capacity`` returns it.
+    """
+    if (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+            or not 0 < seconds <= _MAX_SLOW_SECONDS):
+        raise ConfigError("seconds", f"{seconds!r} is not a duration in seconds",
+                          f"use a number above 0, at most {_MAX_SLOW_SECONDS:g}")
+    service_time = check_service_time(service_time)
+    clock = _clock
+    api_url = _api_url(configuration)
+    before: dict[str, Any] = _lab.http_json(f"{api_url}/_chaos_dynamo/dynamodb/capacity")
+    try:
+        during = _post_capacity(api_url, {"service_time": service_time})
+        slowed_at = clock.now()
+        clock.sleep(max(0.0, slowed_at + seconds - clock.now()))
+    finally:
+        after = _post_capacity(api_url, {"service_time": before["service_time"]})
+    restored_at = clock.now()
+    _lab.logger.info("DynamoDB service time was %.3f s for %.1f s", service_time, restored_at - slowed_at)
+    return {"seconds": float(seconds), "service_time": service_time, "slowed_at": slowed_at,
+            "restored_at": restored_at, "before": before, "during": during, "after": after}
+
+
+def _post_capacity(api_url: str, body: dict[str, Any]) -> JsonDict:
+    result: dict[str, Any] = _lab.http_json(f"{api_url}/_chaos_dynamo/dynamodb/capacity", body)
     return result
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from chaos_dynamo.clock import REAL_CLOCK, Clock
 from chaos_dynamo.errors import LabError
+from chaos_dynamo.lbfleet._capacity import BackendCapacity
 from chaos_dynamo.lbfleet._lifecycle import _StartStopContext
 from chaos_dynamo.lbfleet._state import RequestRecord, _sum_counts
 from chaos_dynamo.lbfleet._validate import _check_specs, _port_number
@@ -32,6 +33,8 @@ class LBFleet(_StartStopContext):
         upstream: the emulator URL every LB forwards to.
         port: the shared port; 0 picks one free on every address at ``start``.
         max_connection_age, clock, upstream_timeout: passed to each :class:`LoadBalancer`.
+        capacity: DynamoDB's capacity, one for the whole fleet (every LB's forwarded
+            requests queue for the same slots); None: a new, unlimited one.
     """
 
     def __init__(
@@ -43,12 +46,14 @@ class LBFleet(_StartStopContext):
         max_connection_age: float = 60.0,
         clock: Clock = REAL_CLOCK,
         upstream_timeout: float = 30.0,
+        capacity: BackendCapacity | None = None,
     ) -> None:
         # Imported here: proxy.py re-exports LBFleet, so a top-level import would be a cycle.
         from chaos_dynamo.lbfleet.proxy import LoadBalancer
 
         _check_specs(specs)
         self._port = _port_number("port", port)
+        self._capacity = BackendCapacity() if capacity is None else capacity
         self._lbs = {
             name: LoadBalancer(
                 name,
@@ -58,9 +63,15 @@ class LBFleet(_StartStopContext):
                 max_connection_age=max_connection_age,
                 clock=clock,
                 upstream_timeout=upstream_timeout,
+                capacity=self._capacity,
             )
             for name, address in specs
         }
+
+    @property
+    def capacity(self) -> BackendCapacity:
+        """DynamoDB's capacity, shared by every LB of the fleet."""
+        return self._capacity
 
     @property
     def port(self) -> int:

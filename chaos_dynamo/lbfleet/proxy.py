@@ -21,6 +21,12 @@ What is counted, and what cannot be
     sees it and it cannot be counted: measure it at the client (botocore's
     ``EndpointConnectionError``) or through the DNS query log.
 
+DynamoDB capacity
+    Every forwarded request first waits, in arrival order, for a slot of the fleet's
+    :class:`~chaos_dynamo.lbfleet._capacity.BackendCapacity` (unlimited unless set), after
+    the LB's own latency and error knobs. A client that gives up meanwhile does not take
+    its request back: it is still forwarded when its turn comes (wasted work).
+
 Threads
     Each listening socket has one accept thread; each client connection has one thread. A
     fault knob takes effect for the next request (latency, errors, health) or immediately
@@ -39,6 +45,7 @@ from typing import Any
 
 from chaos_dynamo.clock import REAL_CLOCK, Clock
 from chaos_dynamo.errors import ConfigError, LabError
+from chaos_dynamo.lbfleet._capacity import BackendCapacity
 from chaos_dynamo.lbfleet._http import (
     _BadMessage,
     _read_request,
@@ -70,7 +77,14 @@ from chaos_dynamo.lbfleet._validate import _loopback_address, _port_number, _sec
 from chaos_dynamo.lbfleet.fleet import LBFleet
 from chaos_dynamo.services.attribution import SERVICE_HEADER
 
-__all__ = ["ERROR_CODES", "HEALTH_PATH", "LBFleet", "LoadBalancer", "RequestRecord"]
+__all__ = [
+    "ERROR_CODES",
+    "HEALTH_PATH",
+    "BackendCapacity",
+    "LBFleet",
+    "LoadBalancer",
+    "RequestRecord",
+]
 
 HEALTH_PATH = "/_lb/health"
 """GET this path on any LB for its health; answered by the LB itself, never forwarded."""
@@ -95,6 +109,8 @@ class LoadBalancer(_StartStopContext):
         clock: timestamps records and ages connections; fault timing uses real time.
         log_limit: how many request records to keep (counters are never bounded).
         upstream_timeout: seconds to wait for the upstream before answering 504.
+        capacity: the DynamoDB capacity this LB's forwarded requests queue for; an
+            :class:`LBFleet` shares one among its LBs. None: an unlimited one of its own.
     """
 
     def __init__(
@@ -108,6 +124,7 @@ class LoadBalancer(_StartStopContext):
         clock: Clock = REAL_CLOCK,
         log_limit: int = 200_000,
         upstream_timeout: float = 30.0,
+        capacity: BackendCapacity | None = None,
     ) -> None:
         if not name:
             raise ConfigError("name", "an LB needs a non-empty name", "pass e.g. 'lb-a'")
@@ -123,6 +140,7 @@ class LoadBalancer(_StartStopContext):
         self._clock = clock
         self._traffic = _Traffic(log_limit)
         self._faults = _Faults()
+        self._capacity = BackendCapacity() if capacity is None else capacity
         self._state_lock = threading.Lock()  # running/down/listener/refusal change together
         self._running = False
         self._down = False
@@ -141,6 +159,11 @@ class LoadBalancer(_StartStopContext):
     def port(self) -> int:
         """The listening port (the requested one until the first ``start``)."""
         return self._port
+
+    @property
+    def capacity(self) -> BackendCapacity:
+        """The DynamoDB capacity this LB's forwarded requests queue for."""
+        return self._capacity
 
     @property
     def url(self) -> str:
@@ -391,6 +414,7 @@ class LoadBalancer(_StartStopContext):
             conns = list(self._conns)
             for conn in conns:
                 conn.kill()
+        self._capacity.wake()  # requests of these connections waiting for a slot give up
         return conns
 
     def _answer(self, request: _Request, conn: _ClientConnection) -> _Response | None:
@@ -423,7 +447,11 @@ class LoadBalancer(_StartStopContext):
     def _dynamodb_response(
         self, request: _Request, conn: _ClientConnection
     ) -> tuple[_Response, str | None]:
-        """Apply latency and error injection, else forward; also name the event to count."""
+        """Apply latency and error injection, else forward (holding a slot of the fleet's
+        DynamoDB capacity); also name the event to count.
+
+        An injected error is the LB's own answer, so it takes no capacity.
+        """
         latency = self._faults.latency()
         if latency > 0 and conn.killed.wait(latency):
             return _gateway_error(502, self.name, "the LB went down"), None
@@ -431,7 +459,10 @@ class LoadBalancer(_StartStopContext):
         if injected is not None:
             code, sequence = injected
             return _dynamodb_error(code, self.name, f"{self.name}-{sequence}"), "injected_errors"
-        return self._forward(request, conn)
+        served = self._capacity.serve(conn.killed, lambda: self._forward(request, conn))
+        if served is None:
+            return _gateway_error(502, self.name, "the LB went down"), None
+        return served
 
     def _forward(self, request: _Request, conn: _ClientConnection) -> tuple[_Response, str | None]:
         """Send ``request`` upstream on a fresh connection and read the whole response.

@@ -37,6 +37,8 @@ def test_chaos_discover_lists_every_activity_with_types_and_docs(tmp_path: Path)
         "backoff_growth", "backoff_jitter", "backoff_synchronized", "request_rate", "http_health",
         "http_status", "prometheus_metric", "seconds_to_healthy", "start_service", "stop_service",
         "service_running", "service_instances", "empty_endpoint_for", "close_connections", "throttle_dynamodb"}
+    capacity = {"set_dynamodb_capacity", "reset_dynamodb_capacity", "slow_dynamodb_for"}  # the lab's DynamoDB capacity
+    expected |= capacity
     assert expected | control | retry <= set(activities)
     for name in expected | control | retry:
         activity = activities[name]
@@ -49,6 +51,14 @@ def test_chaos_discover_lists_every_activity_with_types_and_docs(tmp_path: Path)
         # prometheus_metric's labels (a mapping or null) have no portable type name.
         assert all(arg["type"] != "object" for arg in activity["arguments"] if arg["name"] != "labels"), name
         assert not {"configuration", "secrets"} & {arg["name"] for arg in activity["arguments"]}, name
+    for name in capacity:
+        assert activities[name]["type"] == "action" and activities[name]["return_type"] == "mapping", name
+        assert not {"configuration", "secrets"} & {arg["name"] for arg in activities[name]["arguments"]}, name
+    assert {a["name"]: a["type"] for a in activities["slow_dynamodb_for"]["arguments"]} == {
+        "seconds": "number", "service_time": "number"}
+    # slots is an integer or null (unlimited), which has no portable type name.
+    assert {a["name"]: a["type"] for a in activities["set_dynamodb_capacity"]["arguments"]} == {
+        "slots": "object", "service_time": "number"}
     race = activities["run_race_scenario"]
     assert race["type"] == "action" and race["return_type"] == "mapping"
     assert {a["name"]: a["type"] for a in race["arguments"]} == {
