@@ -33,7 +33,7 @@ from typing import Any
 
 from chaos_dynamo.errors import ConfigError
 
-__all__ = ["at_most", "at_least"]
+__all__ = ["at_most", "at_least", "is_false"]
 
 logger = logging.getLogger("chaostoolkit")
 
@@ -119,3 +119,28 @@ def at_least(value: float | None = None, limit: float | str | None = None, key: 
     Arguments as :func:`at_most`.
     """
     return _judge("at_least", value, limit, key)
+
+
+def is_false(value: Any = None, key: str = "") -> bool:
+    """True when the probe's output (or ``value[key]`` for a dict output, dotted keys allowed)
+    is the boolean ``false``: e.g. ``{"key": "collapsed"}`` on a collapse verdict.
+
+    Anything but a real boolean (a missing key, None, 0, "false") is a ConfigError, logged,
+    so the tolerance counts as not met rather than passing on a typo.
+    """
+    try:
+        picked: Any = value
+        for part in [p for p in key.split(".") if p]:
+            if not isinstance(picked, Mapping) or part not in picked:
+                raise ConfigError("key", f"{key!r} is not in the probe's output {value!r}",
+                                  "name a key of the probe's output, or leave key empty")
+            picked = picked[part]
+        if not isinstance(picked, bool):
+            raise ConfigError("value", f"{picked!r} is not a boolean",
+                              "use is_false on a probe (or a key of its output) that gives true or false")
+    except ConfigError as error:
+        logger.error("tolerance is_false: %s", error)
+        raise
+    logger.info("tolerance is_false: %s is %s: %s", key or "value", picked,
+                "met" if picked is False else "NOT met")
+    return picked is False

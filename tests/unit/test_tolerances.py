@@ -84,3 +84,22 @@ def test_chaoslib_substitutes_the_limit_from_configuration(configured: Any, valu
 
 def test_without_the_configuration_key_the_tolerance_is_not_met() -> None:
     assert within_tolerance(copy.deepcopy(TOLERANCE), 1.0, configuration={"other": 1}) is False
+
+
+def test_is_false_judges_a_boolean_key_of_a_dict_output() -> None:
+    from chaos_dynamo.tolerances import is_false
+
+    assert is_false({"collapsed": False, "live": 0.2}, key="collapsed") is True
+    assert is_false({"collapsed": True}, key="collapsed") is False
+    assert is_false(False) is True
+    assert is_false(True) is False
+
+
+@pytest.mark.parametrize("value, key", [({"collapsed": None}, "collapsed"), ({"collapsed": 0}, "collapsed"),
+                                        ({"collapsed": "false"}, "collapsed"), ({"other": False}, "collapsed"),
+                                        (None, "")])
+def test_is_false_refuses_anything_but_a_real_boolean(value: object, key: str) -> None:
+    from chaos_dynamo.tolerances import is_false
+
+    with pytest.raises(ConfigError):
+        is_false(value, key=key)
