@@ -397,8 +397,10 @@ def service() -> None:
 @service.command("start")
 @click.argument("name")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-@click.option("--kind", type=click.Choice(["naive", "legacy", "standard", "adaptive", "hardened"]),
-              help="A reference service (instead of a command after --).")
+@click.option("--kind", type=click.Choice(["naive", "legacy", "standard", "adaptive", "hardened",
+                                           "lease-naive", "lease-hardened"]),
+              help="A reference service (instead of a command after --); lease-* are lease "
+                   "fleets whose instances split the leases into shards.")
 @click.option("--instances", type=int, default=1, show_default=True, help="Processes to run (1-64).")
 @click.option("--rate", type=float, default=5.0, show_default=True,
               help="Reference services: logical DynamoDB calls per second per instance.")
@@ -406,6 +408,10 @@ def service() -> None:
               help="Reference services: workers per instance.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Reference services: seed of instance 0 (instance i uses seed+i).")
+@click.option("--args", "extra_args", default="", metavar="TEXT",
+              help="Reference services: extra arguments for each instance, split like a shell "
+                   "would, e.g. --args \"--leases 100 --expiry 10\" (python -m "
+                   "chaos_dynamo.lease.reference --help lists a lease fleet's).")
 @click.option("--health-url", default="",
               help="A command's health URL (http://127.0.0.1:PORT/...); ready once it answers 200. "
                    "{instance} is replaced by the instance's index, here and in the command.")
@@ -413,12 +419,13 @@ def service() -> None:
               help="Seconds for every instance to become ready.")
 @click.option("--state-file", type=click.Path(dir_okay=False), help="The lab's state file.")
 def service_start(name: str, command: tuple[str, ...], kind: str | None, instances: int, rate: float,
-                  concurrency: int, seed: int, health_url: str, ready_timeout: float,
+                  concurrency: int, seed: int, extra_args: str, health_url: str, ready_timeout: float,
                   state_file: str | None) -> None:
     """Start service NAME on the running lab: a reference service, or your program after --.
 
     \b
       chaos-dynamo service start demo --kind hardened --instances 2
+      chaos-dynamo service start dwfm --kind lease-naive --instances 2 --args "--leases 100 --expiry 10"
       chaos-dynamo service start checkout --health-url http://127.0.0.1:8080/health -- ./checkout --port 8080
 
     Each instance gets the lab's environment, AWS_SDK_UA_APP_ID=NAME and its own DNS source
@@ -430,7 +437,8 @@ def service_start(name: str, command: tuple[str, ...], kind: str | None, instanc
     try:
         # Arguments first: a bad one is a usage error whether or not a lab is running.
         supervisor.validate(name, kind=kind or "", command=list(command) or None, instances=instances,
-                            rate=rate, concurrency=concurrency, seed=seed, health_url=health_url)
+                            rate=rate, concurrency=concurrency, seed=seed, health_url=health_url,
+                            args=extra_args)
     except ConfigError as exc:
         _fail(str(exc), EXIT_USAGE)
     info = _running_lab(path)
@@ -440,7 +448,7 @@ def service_start(name: str, command: tuple[str, ...], kind: str | None, instanc
     try:
         record = supervisor.start(name, kind=kind or "", command=list(command) or None,
                                   instances=instances, rate=rate, concurrency=concurrency, seed=seed,
-                                  health_url=health_url, state=path, lab=info,
+                                  health_url=health_url, args=extra_args, state=path, lab=info,
                                   ready_timeout=ready_timeout, progress=click.echo)
     except ConfigError as exc:
         _fail(str(exc), EXIT_USAGE)

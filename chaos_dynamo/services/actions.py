@@ -49,8 +49,8 @@ def describe(record: ServiceRecord, warmup: float = 0.0) -> dict[str, Any]:
 
 
 def start_service(name: str, kind: str = "", command: str = "", instances: int = 1, rate: float = 5.0,
-                  concurrency: int = 8, health_url: str = "", warmup: float = 0.0, seed: int = 0, *,
-                  configuration: dict[str, Any] | None = None,
+                  concurrency: int = 8, health_url: str = "", warmup: float = 0.0, seed: int = 0,
+                  args: str = "", *, configuration: dict[str, Any] | None = None,
                   secrets: dict[str, Any] | None = None) -> JsonDict:
     """Start a service on the lab and wait until every instance is ready.
 
@@ -59,7 +59,8 @@ def start_service(name: str, kind: str = "", command: str = "", instances: int =
 
     Args:
         name: the service's name; its SDK app id and what the probes call it.
-        kind: a reference service: naive, legacy, standard, adaptive or hardened; or
+        kind: a reference service: naive, legacy, standard, adaptive or hardened, or a
+            lease fleet: lease-naive or lease-hardened (its instances are shards); or
         command: your own program (any language), as one string split like a shell does,
             e.g. ``"java -jar checkout.jar --port 80{instance}"``.
         instances: processes to run (1-64).
@@ -69,20 +70,22 @@ def start_service(name: str, kind: str = "", command: str = "", instances: int =
             once it answers 200.
         warmup: seconds to let it run before returning (the baseline the probes compare with).
         seed: the reference services' seed (instance i uses seed + i).
+        args: extra arguments of a reference service, e.g. ``"--leases 100 --expiry 10"``
+            for a lease fleet (``python -m chaos_dynamo.lease.reference --help`` lists them).
 
     Returns:
         ``{"service", "kind", "source_address", "instances", "pids", "health_urls",
         "metrics_urls", "log_paths", "rate", "started_at", "warmup"}``.
     """
     supervisor.validate(name, kind=kind, command=command, instances=instances, rate=rate,
-                        concurrency=concurrency, seed=seed, health_url=health_url)
+                        concurrency=concurrency, seed=seed, health_url=health_url, args=args)
     seconds = check_warmup(warmup)
     from chaos_dynamo.endpoint._lab import lab_info
 
     info = lab_info(configuration)
     state = state_file(configuration)
     record = supervisor.start(name, kind=kind, command=command, instances=instances, rate=rate,
-                              concurrency=concurrency, seed=seed, health_url=health_url,
+                              concurrency=concurrency, seed=seed, health_url=health_url, args=args,
                               state=state, lab=info, exit_with_parent=True)
     logger.info("started service %s (%s, %d instance(s), pids %s, source address %s)", record.name,
                 record.kind, len(record.instances), [i.pid for i in record.instances],

@@ -13,10 +13,11 @@ Declare it once at the top of the experiment; the service is described by config
     }
 
 Keys: ``service_name`` (required), ``service_kind`` (a reference service: naive, legacy,
-standard, adaptive, hardened) or ``service_command`` (your program, any language; when
+standard, adaptive, hardened, or a lease fleet: lease-naive, lease-hardened) or ``service_command`` (your program, any language; when
 both are set the command wins, so an experiment can default to a reference service and a
 team overrides it with theirs), ``service_instances``, ``service_rate``,
-``service_concurrency``, ``service_seed``, ``service_health_url`` (for a command),
+``service_concurrency``, ``service_seed``, ``service_args`` (extra arguments of a reference
+service, e.g. ``"--leases 100 --expiry 10"``), ``service_health_url`` (for a command),
 ``service_warmup`` (seconds to run before the steady state is first checked: the
 baseline). Values may be strings (environment-typed configuration); they are converted
 and checked, and an error names the key. The same keys given as the control's provider
@@ -51,10 +52,11 @@ __all__ = ["before_experiment_control", "after_experiment_control", "cleanup_con
 logger = logging.getLogger("chaostoolkit")
 
 KEYS = ("service_name", "service_kind", "service_command", "service_instances", "service_rate",
-        "service_concurrency", "service_seed", "service_health_url", "service_warmup")
+        "service_concurrency", "service_seed", "service_health_url", "service_warmup",
+        "service_args")
 DEFAULTS: dict[str, Any] = {"service_kind": "", "service_command": "", "service_instances": 1,
                             "service_rate": 5.0, "service_concurrency": 8, "service_seed": 0,
-                            "service_health_url": "", "service_warmup": 0.0}
+                            "service_health_url": "", "service_warmup": 0.0, "service_args": ""}
 
 _started: dict[str, str | Path | None] = {}
 """Services this control started in this process: name -> state file."""
@@ -71,7 +73,7 @@ def service_settings(configuration: dict[str, Any] | None = None,
 
     Returns:
         ``{"name", "kind", "command", "instances", "rate", "concurrency", "seed",
-        "health_url", "warmup", "start"}``; ``start`` is False when neither a kind nor a
+        "health_url", "args", "warmup", "start"}``; ``start`` is False when neither a kind nor a
         command is set (the named service must already be running).
     """
     arguments = dict(arguments or {})
@@ -85,16 +87,21 @@ def service_settings(configuration: dict[str, Any] | None = None,
         raise ConfigError("service_name", "is not set",
                           "set configuration service_name to the name of the service under test")
     kind, command = values["service_kind"], values["service_command"]
+    args = values["service_args"]
     if command not in ("", None, [], ()) and kind:
         logger.info("service_command is set: it is started, service_kind %r is ignored", kind)
         kind = ""
+        if args not in ("", None, [], ()):
+            logger.info("service_command is set: service_args %r (for service_kind) are ignored", args)
+            args = ""
     start = bool(kind) or command not in ("", None, [], ())
     spec = None
     if start:
         spec = supervisor.validate(values["service_name"], kind=kind, command=command,
                                    instances=values["service_instances"], rate=values["service_rate"],
                                    concurrency=values["service_concurrency"], seed=values["service_seed"],
-                                   health_url=values["service_health_url"], prefix="service_")
+                                   health_url=values["service_health_url"], args=args,
+                                   prefix="service_")
     else:
         check_name(values["service_name"], "service_name")
     warmup = check_warmup(values["service_warmup"], "service_warmup")
@@ -107,6 +114,7 @@ def service_settings(configuration: dict[str, Any] | None = None,
         "concurrency": spec.concurrency if spec else 0,
         "seed": spec.seed if spec else 0,
         "health_url": spec.health_url if spec else "",
+        "args": list(spec.args) if spec else [],
         "warmup": warmup,
         "start": start,
     }
@@ -142,7 +150,7 @@ def before_experiment_control(context: dict[str, Any], configuration: dict[str, 
             name, kind=settings["kind"], command=settings["command"] or None,
             instances=settings["instances"], rate=settings["rate"],
             concurrency=settings["concurrency"], seed=settings["seed"],
-            health_url=settings["health_url"], state=state, lab=info,
+            health_url=settings["health_url"], args=settings["args"], state=state, lab=info,
             progress=lambda line: logger.info("%s", line.strip()), exit_with_parent=True)
         _started[name] = state  # from here on, the after-control (or cleanup) stops it
         logger.info("service %s started: %s, %d instance(s), pids %s, source address %s; warming up "

@@ -59,7 +59,11 @@ from chaos_dynamo.services.registry import (
     write_record,
 )
 
-REFERENCE_KINDS = ("naive", "legacy", "standard", "adaptive", "hardened")
+WORKLOAD_KINDS = ("naive", "legacy", "standard", "adaptive", "hardened")
+"""Reference services doing a steady DynamoDB workload (:mod:`chaos_dynamo.services.reference`)."""
+LEASE_KINDS = ("lease-naive", "lease-hardened")
+"""Reference lease fleets (:mod:`chaos_dynamo.lease.reference`); instances are shards."""
+REFERENCE_KINDS = WORKLOAD_KINDS + LEASE_KINDS
 COMMAND_KIND = "command"
 """The record's ``kind`` for the user's own program."""
 ADDRESS_FIRST, ADDRESS_LAST = 100, 250
@@ -89,10 +93,15 @@ class ServiceSpec:
     concurrency: int
     seed: int
     health_url: str  # may hold {instance}
+    args: tuple[str, ...] = ()  # extra arguments of a reference service
 
     @property
     def is_reference(self) -> bool:
         return self.kind != COMMAND_KIND
+
+    @property
+    def is_lease(self) -> bool:
+        return self.kind in LEASE_KINDS
 
     def instance_health_url(self, index: int) -> str:
         return self.health_url.replace(INSTANCE_PLACEHOLDER, str(index))
@@ -163,14 +172,63 @@ def check_health_url(url: object, field: str = "health_url") -> str:
     return url
 
 
+_SUPERVISED = {
+    "workload": ("--kind", "--rate", "--concurrency", "--seed", "--http", "--ready-file"),
+    "lease": ("--manager", "--seed", "--shard", "--http", "--ready-file"),
+}
+"""Options the supervisor gives every reference instance itself (not allowed in ``args``)."""
+
+
+def check_reference_args(kind: str, args: Sequence[str], instances: int = 1,
+                         field: str = "args") -> tuple[str, ...]:
+    """Check extra arguments of reference kind ``kind`` by parsing them as the instance
+    will; ConfigError naming ``field`` and the option (e.g. ``--expiry``) otherwise."""
+    family = "lease" if kind in LEASE_KINDS else "workload"
+    module = "chaos_dynamo.lease.reference" if family == "lease" else "chaos_dynamo.services.reference"
+    for arg in args:
+        option = arg.split("=", 1)[0]
+        if option in ("-h", "--help"):
+            raise ConfigError(field, f"{arg!r} asks for help, not a setting",
+                              f"see `python -m {module} --help`, then give settings only")
+        if option in _SUPERVISED[family]:
+            raise ConfigError(field, f"{option} is set by chaos-dynamo for each instance",
+                              "leave it out: give it as the service's own setting (seed, "
+                              "instances, rate, concurrency; health and metrics URLs are in the "
+                              "service record)")
+    if family == "lease":
+        from chaos_dynamo.lease import reference as lease_reference
+
+        try:
+            lease_reference.parse_args(["--manager", kind.removeprefix("lease-"),
+                                        "--shard", f"0/{instances}", *args])
+        except ConfigError as exc:
+            raise ConfigError(field, f"{exc.field}: {exc.problem}",
+                              exc.fix or f"see `python -m {module} --help`") from None
+        return tuple(args)
+    from chaos_dynamo.services import reference as workload_reference
+
+    parser = workload_reference.build_parser()
+
+    def refuse(message: str) -> None:
+        raise ConfigError(field, message.removeprefix("argument "),
+                          f"see `python -m {module} --help`")
+
+    setattr(parser, "error", refuse)  # noqa: B010 - report instead of exiting the process
+    parser.parse_args(["--kind", kind, *args])
+    return tuple(args)
+
+
 def validate(name: object, *, kind: object = "", command: str | Sequence[str] | None = None,
              instances: object = 1, rate: object = 5.0, concurrency: object = 8, seed: object = 0,
-             health_url: object = "", prefix: str = "") -> ServiceSpec:
+             health_url: object = "", args: str | Sequence[str] | None = None,
+             prefix: str = "") -> ServiceSpec:
     """Check a start request; ConfigError naming the first bad field (``prefix`` + field).
 
     Exactly one of ``kind`` (a reference service) or ``command`` (the user's program, an
     argv list or a string split like a shell would) is given. ``rate``, ``concurrency`` and
-    ``seed`` are for reference services; a command ignores them.
+    ``seed`` are for reference services (the lease kinds take ``seed`` only); a command
+    ignores them. ``args`` are extra arguments of a reference service (a string split like
+    a shell would, or a list), e.g. ``"--leases 100 --expiry 10"`` for a lease kind.
     """
     name = check_name(name, _field(prefix, "service"))
     kind_field, command_field = _field(prefix, "kind"), _field(prefix, "command")
@@ -211,7 +269,16 @@ def validate(name: object, *, kind: object = "", command: str | Sequence[str] | 
         raise ConfigError(_field(prefix, "health_url"), f"{url!r} was given for a reference service",
                           "reference services report their own health URL; give health_url only "
                           "with a command")
-    return ServiceSpec(name, kind or COMMAND_KIND, argv, count, per_second, workers, seed_value, url)
+    args_field = _field(prefix, "args")
+    extra = parse_command(args, args_field)
+    if extra and not kind:
+        raise ConfigError(args_field, f"{list(extra)} were given for a command",
+                          f"args are extra arguments of a reference service; put your program's "
+                          f"arguments in {command_field}")
+    if extra:
+        check_reference_args(kind, extra, count, args_field)
+    return ServiceSpec(name, kind or COMMAND_KIND, argv, count, per_second, workers, seed_value, url,
+                       extra)
 
 
 # --- processes ---------------------------------------------------------------------------------
@@ -360,11 +427,17 @@ def _locked(state: str | Path | None) -> Iterator[None]:
 
 def reference_argv(spec: ServiceSpec, index: int, ready_file: Path) -> list[str]:
     """The command of reference instance ``index`` (seeds differ, so instances do not retry
-    in lockstep)."""
+    in lockstep; a lease fleet's instance ``i`` holds shard ``i`` of ``instances``), then
+    the spec's extra ``args``."""
+    if spec.is_lease:
+        return [sys.executable, "-m", "chaos_dynamo.lease.reference",
+                "--manager", spec.kind.removeprefix("lease-"), "--seed", str(spec.seed + index),
+                "--shard", f"{index}/{spec.instances}", "--http", "127.0.0.1:0",
+                "--ready-file", str(ready_file), *spec.args]
     return [sys.executable, "-m", "chaos_dynamo.services.reference", "--kind", spec.kind,
             "--rate", f"{spec.rate:g}", "--concurrency", str(spec.concurrency),
             "--seed", str(spec.seed + index), "--http", "127.0.0.1:0",
-            "--ready-file", str(ready_file)]
+            "--ready-file", str(ready_file), *spec.args]
 
 
 def instance_argv(spec: ServiceSpec, index: int, ready_file: Path) -> list[str]:
@@ -430,7 +503,8 @@ def lab_from_state(state: str | Path | None) -> LabInfo:
 
 def start(name: str, *, kind: str = "", command: str | Sequence[str] | None = None,
           instances: int = 1, rate: float = 5.0, concurrency: int = 8, seed: int = 0,
-          health_url: str = "", state: str | Path | None = None, lab: LabInfo | None = None,
+          health_url: str = "", args: str | Sequence[str] | None = None,
+          state: str | Path | None = None, lab: LabInfo | None = None,
           ready_timeout: float = 30.0, clock: Clock = REAL_CLOCK,
           progress: Progress | None = None, exit_with_parent: bool = False) -> ServiceRecord:
     """Start ``instances`` processes of a service, wait until each is ready, record it.
@@ -438,13 +512,17 @@ def start(name: str, *, kind: str = "", command: str | Sequence[str] | None = No
     Args:
         name: the service's name (its SDK app id).
         kind: a reference service (``naive``, ``legacy``, ``standard``, ``adaptive``,
-            ``hardened``); or
+            ``hardened``, or the lease fleets ``lease-naive`` and ``lease-hardened``, whose
+            instances split the leases into shards); or
         command: the user's program, any language: an argv list or one string.
             ``{instance}`` in an argument is replaced by the instance's index.
         instances: processes to run (1-64).
         rate, concurrency, seed: the reference service's workload (instance i gets seed+i).
         health_url: for a command: ready once this answers 200 (``{instance}`` allowed);
             without it, ready once the process has not exited for half a second.
+        args: extra arguments of a reference service, appended to each instance's command
+            (one string split like a shell would, or a list), e.g. ``"--leases 100
+            --expiry 10"``; checked before anything starts.
         state: the lab's state file (default ``$CHAOS_DYNAMO_STATE`` or ./.chaos-dynamo/lab.json).
         lab: the lab's addresses (default: read from ``state``).
         ready_timeout: seconds for every instance to become ready.
@@ -460,7 +538,7 @@ def start(name: str, *, kind: str = "", command: str | Sequence[str] | None = No
             (everything started is stopped again; the message holds its log's last lines).
     """
     spec = validate(name, kind=kind, command=command, instances=instances, rate=rate,
-                    concurrency=concurrency, seed=seed, health_url=health_url)
+                    concurrency=concurrency, seed=seed, health_url=health_url, args=args)
     timeout = coerce_number("ready_timeout", ready_timeout, integer=False)
     if timeout <= 0:
         raise ConfigError("ready_timeout", f"{ready_timeout!r} is not positive", "give seconds > 0")
@@ -558,10 +636,12 @@ def _spawn_all(spec: ServiceSpec, info: LabInfo, state: str | Path | None, state
             ready_file.unlink(missing_ok=True)
     extra: dict[str, Any] = {"state_file": str(state_file)}
     if spec.is_reference:
-        extra |= {"seed": spec.seed, "concurrency": spec.concurrency}
+        extra |= {"seed": spec.seed, "concurrency": spec.concurrency, "args": list(spec.args)}
+    # A lease fleet has no open-loop rate: its calls are renewals and re-establishments.
+    rate = spec.rate if spec.is_reference and not spec.is_lease else 0.0
     return ServiceRecord(name=spec.name, kind=spec.kind, command=tuple(argv0),
                          source_address=address, instances=tuple(members), started_at=clock.now(),
-                         rate=spec.rate if spec.is_reference else 0.0, extra=extra)
+                         rate=rate, extra=extra)
 
 
 def _exited(spec: ServiceSpec, index: int, child: subprocess.Popen[bytes], log: Path) -> LabError:

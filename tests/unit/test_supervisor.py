@@ -253,7 +253,7 @@ def test_control_settings_from_configuration() -> None:
                                          "service_warmup": "1.5", "other_key": "ignored"})
     assert settings | {"command": None} == {
         "name": "checkout", "kind": "hardened", "command": None, "instances": 3, "rate": 2.0,
-        "concurrency": 8, "seed": 0, "health_url": "", "warmup": 1.5, "start": True}
+        "concurrency": 8, "seed": 0, "health_url": "", "args": [], "warmup": 1.5, "start": True}
     # A command (e.g. from the environment) wins over a default kind; arguments win over both.
     settings = control.service_settings({"service_name": "checkout", "service_kind": "hardened",
                                          "service_command": f"{sys.executable} app.py"},
