@@ -28,6 +28,8 @@ ACTIVITY_MODULES: tuple[tuple[str, str], ...] = (
     ("chaos_dynamo.services.probes", "probe"),
     ("chaos_dynamo.retry.probes", "probe"),
     ("chaos_dynamo.health.probes", "probe"),
+    ("chaos_dynamo.lease.probes", "probe"),
+    ("chaos_dynamo.lease.actions", "action"),
 )
 
 

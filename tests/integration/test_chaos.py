@@ -39,6 +39,9 @@ def test_chaos_discover_lists_every_activity_with_types_and_docs(tmp_path: Path)
         "service_running", "service_instances", "empty_endpoint_for", "close_connections", "throttle_dynamodb"}
     capacity = {"set_dynamodb_capacity", "reset_dynamodb_capacity", "slow_dynamodb_for"}  # the lab's DynamoDB capacity
     expected |= capacity
+    lease = {"live_lease_fraction", "expired_lease_count", "seconds_to_live_fraction", "lease_goodput",
+             "lease_collapse", "double_owned_leases", "lease_report", "expire_leases"}
+    expected |= lease
     assert expected | control | retry <= set(activities)
     for name in expected | control | retry:
         activity = activities[name]
@@ -51,6 +54,12 @@ def test_chaos_discover_lists_every_activity_with_types_and_docs(tmp_path: Path)
         # prometheus_metric's labels (a mapping or null) have no portable type name.
         assert all(arg["type"] != "object" for arg in activity["arguments"] if arg["name"] != "labels"), name
         assert not {"configuration", "secrets"} & {arg["name"] for arg in activity["arguments"]}, name
+    for name in lease:
+        assert not {"configuration", "secrets"} & {arg["name"] for arg in activities[name]["arguments"]}, name
+        assert all(arg["type"] != "object" for arg in activities[name]["arguments"]), name
+    assert activities["expire_leases"]["type"] == "action"
+    assert activities["lease_collapse"]["return_type"] == "mapping"
+    assert activities["live_lease_fraction"]["return_type"] == "number"
     for name in capacity:
         assert activities[name]["type"] == "action" and activities[name]["return_type"] == "mapping", name
         assert not {"configuration", "secrets"} & {arg["name"] for arg in activities[name]["arguments"]}, name
