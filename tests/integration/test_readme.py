@@ -76,3 +76,23 @@ def test_retry_experiment_session(tmp_path: Path) -> None:
     assert "'retry-amplification':" in result.stdout and "'attempts-per-call':" in result.stdout
     assert "lab stopped" in result.stdout
     assert not (tmp_path / "lab.json").exists()
+
+
+def test_lease_experiment_session(tmp_path: Path) -> None:
+    """The lease section's session as written, with the experiment's default settings: the
+    naive fleet collapses, the hypothesis deviates, and the journal has the verdict and the
+    live-fraction timeline."""
+    (tmp_path / "experiments").symlink_to(ROOT / "experiments")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CHAOS_DYNAMO_"))}
+    env |= {"PATH": f"{BIN}:{env.get('PATH', '')}", "CHAOS_DYNAMO_STATE": str(tmp_path / "lab.json")}
+    script = "set -euo pipefail\ntrap 'chaos-dynamo lab down >/dev/null 2>&1 || true' EXIT\n" + snippet("lease-experiment")
+    result = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-6000:]
+    assert "the naive fleet collapsed: the hypothesis deviated" in result.stdout
+    assert "collapsed over" in result.stdout, result.stdout[-3000:]
+    fractions = re.search(r"^\[(1\.0, .*)\]$", result.stdout, re.M)
+    assert fractions, result.stdout[-3000:]  # the timeline starts fully live...
+    assert float(fractions.group(1).split(", ")[-1]) < 0.2  # ...and ends collapsed
+    assert "lab stopped" in result.stdout
+    assert not (tmp_path / "lab.json").exists()
