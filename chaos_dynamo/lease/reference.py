@@ -44,14 +44,13 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, NoReturn
 
 from chaos_dynamo.clock import REAL_CLOCK, Clock
-from chaos_dynamo.errors import ChaosDynamoError, ConfigError, LabError
+from chaos_dynamo.errors import ChaosDynamoError, ConfigError
 from chaos_dynamo.lease.driver import (
     DEFAULT_TABLE,
     EXPIRES_AT,
@@ -64,8 +63,22 @@ from chaos_dynamo.lease.driver import (
 from chaos_dynamo.lease.fleet import FleetParams, FleetStats, LeaseFleet, lease_keys, validate
 from chaos_dynamo.lease.managers import Manager, make_manager
 from chaos_dynamo.lease.ops import Kind
-from chaos_dynamo.services.reference import check_endpoint, setup_client, watch_parent
-from chaos_dynamo.services.workload import parse_http_address, write_ready_file
+from chaos_dynamo.services.reference import (
+    StopClock,
+    check_endpoint,
+    retrying,
+    setup_client,
+    table_step,
+    watch_parent,
+)
+from chaos_dynamo.services.workload import (
+    PROMETHEUS_TEXT,
+    RouteServer,
+    http_arg,
+    seed_arg,
+    table_arg,
+    write_ready_file,
+)
 
 __all__ = [
     "HEALTH_THRESHOLD",
@@ -90,7 +103,6 @@ SUPERVISED_OPTIONS = ("--manager", "--seed", "--shard", "--http", "--ready-file"
 """Options the service supervisor sets itself for every instance."""
 PREFIX = "chaos_dynamo_lease_"
 
-_TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 _MANAGER_ARG = re.compile(r"^([a-z_][a-z0-9_]*)=(.+)$")
 _DEFAULTS = FleetParams()
 # FleetParams field -> its option (validation errors name what the user typed).
@@ -157,20 +169,6 @@ def _non_negative_seconds(text: str) -> float:
     return _number(text, integer=False, low=0.0, what="a number of seconds")
 
 
-def _seed(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-
-
-def _table(text: str) -> str:
-    if not _TABLE_NAME.match(text):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -)")
-    return text
-
-
 def _shard(text: str) -> tuple[int, int]:
     index, sep, count = text.partition("/")
     if not sep or not index.strip().isdigit() or not count.strip().isdigit():
@@ -179,13 +177,6 @@ def _shard(text: str) -> tuple[int, int]:
     if n < 1 or i >= n:
         raise argparse.ArgumentTypeError(f"{text!r}: need N >= 1 and 0 <= I < N")
     return i, n
-
-
-def _http(text: str) -> tuple[str, int]:
-    try:
-        return parse_http_address(text)
-    except ConfigError as exc:
-        raise argparse.ArgumentTypeError(f"{exc.problem}; {exc.fix}") from None
 
 
 def _manager_arg(text: str) -> tuple[str, float]:
@@ -231,12 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"reads of a re-establishment job before its acquire (default {d.work_reads})")
     parser.add_argument("--job-timeout", type=_seconds, default=d.job_timeout, metavar="SECONDS",
                         help=f"deadline of one re-establishment job (default {d.job_timeout:g})")
-    parser.add_argument("--table", type=_table, default=DEFAULT_TABLE,
+    parser.add_argument("--table", type=table_arg, default=DEFAULT_TABLE,
                         help=f"lease table, created if missing (default {DEFAULT_TABLE})")
-    parser.add_argument("--seed", type=_seed, default=0, help="seed of renewal phases and jitter (default 0)")
+    parser.add_argument("--seed", type=seed_arg, default=0, help="seed of renewal phases and jitter (default 0)")
     parser.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N",
                         help="hold range I of N contiguous ranges of --leases (default 0/1)")
-    parser.add_argument("--http", type=_http, default=("127.0.0.1", 0), metavar="HOST:PORT",
+    parser.add_argument("--http", type=http_arg, default=("127.0.0.1", 0), metavar="HOST:PORT",
                         help="where /health and /metrics are served, loopback only "
                              "(default 127.0.0.1:0, a free port)")
     parser.add_argument("--ready-file", type=Path, default=None, metavar="PATH",
@@ -327,56 +318,6 @@ def owner_id(environ: Mapping[str, str]) -> str:
 
 # --- setup -------------------------------------------------------------------------------
 
-def _retrying(what: str, action: Callable[[], bool], *, deadline: float, clock: Clock,
-              stop: threading.Event) -> bool:
-    """Call ``action`` until it returns True, retrying what a later attempt may not see
-    (an outage, throttling) until ``deadline``. False if stopped meanwhile."""
-    from chaos_dynamo.services.hardened import is_retryable
-
-    last: Exception | None = None
-    while not stop.is_set():
-        try:
-            if action():
-                return True
-            last = None
-        except Exception as exc:
-            if not is_retryable(exc):
-                raise LabError(f"cannot {what}: {exc}") from None
-            last = exc
-        if clock.monotonic() >= deadline:
-            why = f"last error: {last}" if last else "it was not done"
-            raise LabError(
-                f"could not {what} in time ({why}); is the lab up and its endpoint resolving "
-                "(`chaos-dynamo lab status`)? Is AWS_ENDPOINT_URL_DYNAMODB the lab's "
-                "(`chaos-dynamo lab env`)? --setup-timeout waits longer")
-        stop.wait(0.5 if last else 0.1)
-    return False
-
-
-def _code(error: Exception) -> str:
-    response = getattr(error, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
-
-
-def ensure_table(client: Any, table: str) -> bool:
-    """One step of creating the lease table: True once it is ACTIVE."""
-    try:
-        status = client.describe_table(TableName=table)["Table"]["TableStatus"]
-    except Exception as exc:
-        if _code(exc) != "ResourceNotFoundException":
-            raise
-        try:
-            client.create_table(
-                TableName=table, BillingMode="PAY_PER_REQUEST",
-                AttributeDefinitions=[{"AttributeName": KEY, "AttributeType": "S"}],
-                KeySchema=[{"AttributeName": KEY, "KeyType": "HASH"}])
-        except Exception as again:
-            if _code(again) != "ResourceInUseException":  # another instance won
-                raise
-        return False
-    return bool(status == "ACTIVE")
-
-
 def lease_items(params: FleetParams, owner: str, expires_at: float) -> list[dict[str, Any]]:
     return [{KEY: {"S": key}, OWNER: {"S": owner}, EXPIRES_AT: {"N": repr(float(expires_at))},
              VERSION: {"N": "1"}} for key in lease_keys(params)]
@@ -391,9 +332,10 @@ def setup(client: Any, table: str, params: FleetParams, owner: str, *, now: floa
         LabError: not done after ``timeout`` seconds, or refused for a reason a retry will
             not fix.
     """
+    clock = StopClock(clock, stop)
     deadline = clock.monotonic() + timeout
-    if not _retrying(f"create table {table}", lambda: ensure_table(client, table),
-                     deadline=deadline, clock=clock, stop=stop):
+    if not retrying(lambda: table_step(client, table, KEY), what=f"create table {table}",
+                    timeout=timeout, deadline=deadline, clock=clock, stop=stop):
         return False
     todo = [{"PutRequest": {"Item": item}}
             for item in lease_items(params, owner, now + params.expiry)]
@@ -408,8 +350,8 @@ def setup(client: Any, table: str, params: FleetParams, owner: str, *, now: floa
                 return True
         return True
 
-    done = _retrying(f"write {params.leases} leases into {table}", write, deadline=deadline,
-                     clock=clock, stop=stop)
+    done = retrying(write, what=f"write {params.leases} leases into {table}", timeout=timeout,
+                    deadline=deadline, clock=clock, stop=stop)
     return done and not stop.is_set()
 
 
@@ -493,44 +435,10 @@ def render_metrics(stats: FleetStats, manager: Mapping[str, Any],
     return "\n".join(lines) + "\n"
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int],
-                 routes: Mapping[str, Callable[[], tuple[int, str, str]]]) -> None:
-        self.routes = routes
-        super().__init__(address, _Handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:  # noqa: N802 - stdlib name
-        path = self.path.split("?", 1)[0]
-        route = self.server.routes.get(path)
-        if route is None:
-            status, content_type, text = 404, "application/json", json.dumps(
-                {"error": f"no such path {path}; try /health or /metrics"}) + "\n"
-        else:
-            status, content_type, text = route()
-        data = text.encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        pass
-
-
-class StatusServer:
+class StatusServer(RouteServer):
     """``GET /health`` and ``GET /metrics`` of a running fleet, on loopback, in a thread."""
 
     def __init__(self, host: str, port: int, driver: LabDriver[LeaseFleet], manager: str) -> None:
-        parse_http_address(f"{host}:{port}")  # loopback only
-
         def stats() -> tuple[FleetStats, dict[str, Any]]:
             return driver.read(lambda fleet: (fleet.stats(), fleet.manager.describe()))
 
@@ -541,27 +449,9 @@ class StatusServer:
         def get_metrics() -> tuple[int, str, str]:
             fleet_stats, described = stats()
             _, results, late = driver.counters()
-            return (200, "text/plain; version=0.0.4; charset=utf-8",
-                    render_metrics(fleet_stats, described, results, late))
+            return 200, PROMETHEUS_TEXT, render_metrics(fleet_stats, described, results, late)
 
-        self._server = _Server((host, port), {"/health": get_health, "/metrics": get_metrics})
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="status-http", daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        if isinstance(host, bytes):
-            host = host.decode()
-        return f"http://{host}:{port}"
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def close(self) -> None:
-        if self._thread.is_alive():
-            self._server.shutdown()
-        self._server.server_close()
+        super().__init__(host, port, {"/health": get_health, "/metrics": get_metrics})
 
 
 # --- the process -------------------------------------------------------------------------

@@ -40,7 +40,6 @@ import ipaddress
 import math
 import os
 import random
-import re
 import signal
 import socket
 import sys
@@ -52,7 +51,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from chaos_dynamo.clock import REAL_CLOCK, Clock
-from chaos_dynamo.errors import ChaosDynamoError, ConfigError, LabError, SafetyError
+from chaos_dynamo.errors import ChaosDynamoError, LabError, SafetyError
 from chaos_dynamo.services.hardened import (
     CircuitBreaker,
     FullJitter,
@@ -68,7 +67,9 @@ from chaos_dynamo.services.workload import (
     OpenLoop,
     StatusServer,
     Stopped,
-    parse_http_address,
+    http_arg,
+    seed_arg,
+    table_arg,
     write_ready_file,
 )
 
@@ -81,7 +82,6 @@ SHUTDOWN_GRACE = 1.0
 PROGRESS_EVERY = 10.0
 HARDENED_TIMEOUTS = {"connect_timeout": 2.0, "read_timeout": 5.0}
 
-_TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 
 
 @dataclass(frozen=True)
@@ -129,27 +129,6 @@ def _concurrency(text: str) -> int:
     return value
 
 
-def _seed(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-
-
-def _table(text: str) -> str:
-    if not _TABLE_NAME.match(text):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -)")
-    return text
-
-
-def _http(text: str) -> tuple[str, int]:
-    try:
-        return parse_http_address(text)
-    except ConfigError as exc:
-        raise argparse.ArgumentTypeError(f"{exc.problem}; {exc.fix}") from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m chaos_dynamo.services.reference",
@@ -163,10 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="logical calls per second, this instance (default 5)")
     parser.add_argument("--concurrency", type=_concurrency, default=8,
                         help="worker threads (default 8; also the hardened queue's capacity)")
-    parser.add_argument("--seed", type=_seed, default=0, help="seed of the keys (default 0)")
-    parser.add_argument("--table", type=_table, default=DEFAULT_TABLE,
+    parser.add_argument("--seed", type=seed_arg, default=0, help="seed of the keys (default 0)")
+    parser.add_argument("--table", type=table_arg, default=DEFAULT_TABLE,
                         help=f"table, created if missing (default {DEFAULT_TABLE})")
-    parser.add_argument("--http", type=_http, default=("127.0.0.1", 0), metavar="HOST:PORT",
+    parser.add_argument("--http", type=http_arg, default=("127.0.0.1", 0), metavar="HOST:PORT",
                         help="where /health and /metrics are served, loopback only "
                              "(default 127.0.0.1:0, a free port)")
     parser.add_argument("--ready-file", type=Path, default=None, metavar="PATH",
@@ -252,7 +231,7 @@ def check_endpoint(environ: Mapping[str, str]) -> str:
 
 # --- clients and executors ---------------------------------------------------------------
 
-class _StopClock:
+class StopClock:
     """A clock whose ``sleep`` returns early once ``stop`` is set."""
 
     def __init__(self, clock: Clock, stop: threading.Event) -> None:
@@ -398,54 +377,69 @@ def setup_client() -> Any:
         retries={"total_max_attempts": 1}, connect_timeout=2.0, read_timeout=5.0))
 
 
-def _code(error: Exception) -> str:
+def aws_code(error: Exception) -> str:
+    """The AWS error code of a botocore ``ClientError``; "" for anything else."""
     response = getattr(error, "response", None) or {}
     return str(response.get("Error", {}).get("Code", ""))
 
 
-def ensure_table(client: Any, table: str, *, timeout: float, clock: Clock,
-                 stop: threading.Event) -> bool:
-    """Create ``table`` if missing and wait until it is ACTIVE, retrying transient failures
-    (a lab in an outage) for up to ``timeout`` seconds. False if stopped meanwhile.
+def table_step(client: Any, table: str, key: str = "pk") -> bool:
+    """One step of creating ``table`` (hash key ``key``, a string): True once it is ACTIVE.
 
     Another instance creating the same table at the same time is fine.
+    """
+    try:
+        status = client.describe_table(TableName=table)["Table"]["TableStatus"]
+    except Exception as exc:
+        if aws_code(exc) != "ResourceNotFoundException":
+            raise
+        try:
+            client.create_table(
+                TableName=table, BillingMode="PAY_PER_REQUEST",
+                AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+                KeySchema=[{"AttributeName": key, "KeyType": "HASH"}])
+        except Exception as again:
+            if aws_code(again) != "ResourceInUseException":  # another instance won
+                raise
+        return False
+    return bool(status == "ACTIVE")
+
+
+def retrying(action: Callable[[], bool], *, what: str, timeout: float, clock: Clock,
+             stop: threading.Event, deadline: float | None = None) -> bool:
+    """Call ``action`` until it returns True, retrying what a later attempt may not see (a
+    lab in an outage, throttling) for up to ``timeout`` seconds (or until ``deadline`` on
+    ``clock.monotonic``). False if stopped meanwhile.
 
     Raises:
-        LabError: still not ready after ``timeout`` seconds, or DynamoDB refused for a
-            reason a retry will not fix.
+        LabError: still not done in time, or refused for a reason a retry will not fix.
     """
-    deadline = clock.monotonic() + timeout
+    deadline = clock.monotonic() + timeout if deadline is None else deadline
     last: Exception | None = None
     while not stop.is_set():
         try:
-            try:
-                status = client.describe_table(TableName=table)["Table"]["TableStatus"]
-            except Exception as exc:
-                if _code(exc) != "ResourceNotFoundException":
-                    raise
-                try:
-                    client.create_table(
-                        TableName=table, BillingMode="PAY_PER_REQUEST",
-                        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-                        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
-                except Exception as again:
-                    if _code(again) != "ResourceInUseException":  # another instance won
-                        raise
-                status = "CREATING"
-            if status == "ACTIVE":
+            if action():
                 return True
+            last = None
         except Exception as exc:
             if not is_retryable(exc):
-                raise LabError(f"cannot create table {table}: {exc}") from None
+                raise LabError(f"cannot {what}: {exc}") from None
             last = exc
         if clock.monotonic() >= deadline:
-            why = f"last error: {last}" if last else "it never became ACTIVE"
+            why = f"last error: {last}" if last else "it was not done"
             raise LabError(
-                f"table {table} not ready after {timeout:g} s ({why}); is the lab up and its "
-                "endpoint resolving (`chaos-dynamo lab status`)? Is AWS_ENDPOINT_URL_DYNAMODB "
-                "the lab's (`chaos-dynamo lab env`)? --setup-timeout waits longer")
+                f"could not {what} in {timeout:g} s ({why}); is the lab up and its endpoint "
+                "resolving (`chaos-dynamo lab status`)? Is AWS_ENDPOINT_URL_DYNAMODB the lab's "
+                "(`chaos-dynamo lab env`)? --setup-timeout waits longer")
         clock.sleep(0.5 if last else 0.1)
     return False
+
+
+def ensure_table(client: Any, table: str, *, timeout: float, clock: Clock,
+                 stop: threading.Event, key: str = "pk") -> bool:
+    """Create ``table`` if missing and wait until it is ACTIVE (see :func:`retrying`)."""
+    return retrying(lambda: table_step(client, table, key), what=f"create table {table}",
+                    timeout=timeout, clock=clock, stop=stop)
 
 
 # --- the service -------------------------------------------------------------------------
@@ -495,7 +489,7 @@ def run(options: Options, *, clock: Clock = REAL_CLOCK,
             signal.signal(sig, lambda *_: stop.set())
     check_endpoint(os.environ)
     watch_parent(os.environ, stop, clock)
-    sclock = _StopClock(clock, stop)
+    sclock = StopClock(clock, stop)
     breaker: CircuitBreaker | None = None
     metrics = Metrics(options.kind, clock, breaker_open=lambda: breaker is not None and breaker.is_open)
     server = StatusServer(*options.http, metrics)

@@ -13,15 +13,17 @@ logical call and raises if it failed (see :mod:`chaos_dynamo.services.reference`
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import json
 import math
 import os
 import queue
 import random
+import re
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -39,10 +41,15 @@ __all__ = [
     "Metrics",
     "MetricsSnapshot",
     "OpenLoop",
+    "PROMETHEUS_TEXT",
+    "RouteServer",
     "StatusServer",
     "Stopped",
+    "http_arg",
     "parse_http_address",
     "render_metrics",
+    "seed_arg",
+    "table_arg",
     "write_ready_file",
 ]
 
@@ -408,6 +415,33 @@ def parse_http_address(text: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
+_TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
+
+
+def seed_arg(text: str) -> int:
+    """argparse type of ``--seed``: an integer."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
+def table_arg(text: str) -> str:
+    """argparse type of ``--table``: a DynamoDB table name."""
+    if not _TABLE_NAME.match(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -)")
+    return text
+
+
+def http_arg(text: str) -> tuple[str, int]:
+    """argparse type of ``--http``: a loopback HOST:PORT (see :func:`parse_http_address`)."""
+    try:
+        return parse_http_address(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(f"{exc.problem}; {exc.fix}") from None
+
+
 def write_ready_file(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` as JSON atomically, so a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -415,11 +449,17 @@ def write_ready_file(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+Route = Callable[[], tuple[int, str, str]]
+"""A GET handler: () -> (status, content type, body)."""
+
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], metrics: Metrics) -> None:
-        self.metrics = metrics
+    def __init__(self, address: tuple[str, int], routes: Mapping[str, Route]) -> None:
+        self.routes = routes
         super().__init__(address, _Handler)
 
 
@@ -429,17 +469,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         path = self.path.split("?", 1)[0]
-        if path == "/health":
-            status, body = self.server.metrics.health()
-            self._send(status, "application/json", json.dumps(body, sort_keys=True) + "\n")
-        elif path == "/metrics":
-            self._send(200, "text/plain; version=0.0.4; charset=utf-8",
-                       render_metrics(self.server.metrics.snapshot()))
+        route = self.server.routes.get(path)
+        if route is None:
+            known = " or ".join(sorted(self.server.routes))
+            status, content_type, text = 404, "application/json", json.dumps(
+                {"error": f"no such path {path}; try {known}"}) + "\n"
         else:
-            self._send(404, "application/json",
-                       json.dumps({"error": f"no such path {path}; try /health or /metrics"}) + "\n")
-
-    def _send(self, status: int, content_type: str, text: str) -> None:
+            status, content_type, text = route()
         data = text.encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -451,12 +487,12 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-class StatusServer:
-    """``GET /health`` and ``GET /metrics`` on a loopback address, in a daemon thread."""
+class RouteServer:
+    """GET routes (``/health``, ``/metrics``...) on a loopback address, in a daemon thread."""
 
-    def __init__(self, host: str, port: int, metrics: Metrics) -> None:
+    def __init__(self, host: str, port: int, routes: Mapping[str, Route]) -> None:
         parse_http_address(f"{host}:{port}")  # loopback only
-        self._server = _Server((host, port), metrics)
+        self._server = _Server((host, port), routes)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
                                          name="status-http", daemon=True)
 
@@ -474,3 +510,17 @@ class StatusServer:
         if self._thread.is_alive():
             self._server.shutdown()
         self._server.server_close()
+
+
+class StatusServer(RouteServer):
+    """``GET /health`` and ``GET /metrics`` of a workload's :class:`Metrics`."""
+
+    def __init__(self, host: str, port: int, metrics: Metrics) -> None:
+        def health() -> tuple[int, str, str]:
+            status, body = metrics.health()
+            return status, "application/json", json.dumps(body, sort_keys=True) + "\n"
+
+        def prometheus() -> tuple[int, str, str]:
+            return 200, PROMETHEUS_TEXT, render_metrics(metrics.snapshot())
+
+        super().__init__(host, port, {"/health": health, "/metrics": prometheus})

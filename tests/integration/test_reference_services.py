@@ -172,6 +172,6 @@ def test_a_lab_it_cannot_reach_is_a_clear_error_after_the_setup_timeout(
                             env=lab_env | {"AWS_ENDPOINT_URL_DYNAMODB": url}, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 1, result.stderr
-    assert "table chaos-dynamo-reference not ready after 1.5 s" in result.stderr
+    assert "could not create table chaos-dynamo-reference in 1.5 s" in result.stderr
     assert "Could not connect to the endpoint URL" in result.stderr
     assert time.monotonic() - began < 30

@@ -361,7 +361,7 @@ def test_a_service_started_in_an_outage_comes_up_when_it_ends() -> None:
 def test_an_outage_longer_than_the_timeout_is_a_clear_error() -> None:
     clock = FakeClock()
     db = FakeDynamo([outage() for _ in range(1000)])
-    with pytest.raises(LabError, match=r"table t not ready after 30 s \(last error: Could not "
+    with pytest.raises(LabError, match=r"could not create table t in 30 s \(last error: Could not "
                                        r"connect.*chaos-dynamo lab status"):
         ensure(db, clock)
     assert 30 <= clock.monotonic() <= 31
