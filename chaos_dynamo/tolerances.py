@@ -67,15 +67,21 @@ def parse_limit(limit: object, field_name: str = "limit") -> float:
     return number
 
 
-def probe_value(value: object, key: str = "") -> float:
-    """The number a tolerance judges: ``value`` itself, or ``value[key]`` for a dict output
-    (``key`` may be dotted: ``details.growth``); a numeric string is parsed."""
+def _pick(value: object, key: str) -> Any:
+    """``value`` itself, or ``value[key]`` for a dict output (``key`` may be dotted)."""
     picked: Any = value
     for part in [p for p in key.split(".") if p]:
         if not isinstance(picked, Mapping) or part not in picked:
             raise ConfigError("key", f"{key!r} is not in the probe's output {value!r}",
                               "name a key of the probe's output, or leave key empty")
         picked = picked[part]
+    return picked
+
+
+def probe_value(value: object, key: str = "") -> float:
+    """The number a tolerance judges: ``value`` itself, or ``value[key]`` for a dict output
+    (``key`` may be dotted: ``details.growth``); a numeric string is parsed."""
+    picked = _pick(value, key)
     if picked is None:
         raise ConfigError("value", "the probe gave no number (None)",
                           "use this function as a tolerance of type \"probe\": chaoslib passes the "
@@ -129,12 +135,7 @@ def is_false(value: Any = None, key: str = "") -> bool:
     so the tolerance counts as not met rather than passing on a typo.
     """
     try:
-        picked: Any = value
-        for part in [p for p in key.split(".") if p]:
-            if not isinstance(picked, Mapping) or part not in picked:
-                raise ConfigError("key", f"{key!r} is not in the probe's output {value!r}",
-                                  "name a key of the probe's output, or leave key empty")
-            picked = picked[part]
+        picked = _pick(value, key)
         if not isinstance(picked, bool):
             raise ConfigError("value", f"{picked!r} is not a boolean",
                               "use is_false on a probe (or a key of its output) that gives true or false")
