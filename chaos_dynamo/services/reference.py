@@ -131,6 +131,7 @@ def _concurrency(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,  # an abbreviation would slip past the supervisor's check of reserved options
         prog="python -m chaos_dynamo.services.reference",
         description="A reference service: a steady open-loop DynamoDB workload through the "
                     "lab endpoint's name, retrying the way --kind says.",

@@ -87,6 +87,12 @@ def _dead_pid() -> int:
         ({"name": "svc", "command": SLEEPER, "health_url": "http://127.0.0.1/health"}, "health_url"),
         ({"name": "svc", "kind": "hardened", "health_url": "http://127.0.0.1:8/health"}, "health_url"),
         ({"name": "svc", "kind": "hardened", "ready_timeout": 0}, "ready_timeout"),
+        # Options the supervisor sets itself, abbreviated or not, cannot be overridden by args.
+        ({"name": "svc", "kind": "naive", "args": "--kind legacy"}, "args"),
+        ({"name": "svc", "kind": "naive", "args": "--kin legacy"}, "args"),
+        ({"name": "svc", "kind": "naive", "args": "--rat 100"}, "args"),
+        ({"name": "svc", "kind": "naive", "args": "--ready /tmp/x"}, "args"),
+        ({"name": "svc", "kind": "lease-naive", "args": "--shar 0/2"}, "args"),
     ],
 )
 def test_bad_input_names_the_field_and_starts_nothing(kwargs: dict[str, Any], field: str, state: Path,
