@@ -192,6 +192,11 @@ class RateBucket:
         self._tokens = max(0.0, self._tokens - 1.0)
         return True
 
+    def set_rate(self, now: float, rate: float) -> None:
+        """Change the refill rate from ``now`` on (tokens earned so far are kept)."""
+        self._refill(now)
+        self.rate = rate
+
     def ready_at(self, now: float) -> float:
         """When the next token is there (``now`` if already)."""
         self._refill(now)
@@ -221,6 +226,11 @@ class HardenedManager:
             (throttling by queue size, as AWS added to its propagation work).
         max_age: an entry that waited longer than this is shed back to the deferred set
             with jitter, so the queue holds only work that can still finish in time.
+        min_rate, increase: the admission rate adapts (AIMD, as TCP does): a job that timed
+            out halves it (not below ``min_rate``), each job that finishes adds ``increase``
+            per second back (not above ``rate``). A timeout means the store is queueing;
+            admitting less is what lets it drain, and what keeps the renewals of the leases
+            already won from timing out too.
         backoff, max_backoff: a failed job is re-offered after
             ``uniform(0, min(max_backoff, backoff * 2**failures))`` seconds (``failures``:
             the key's earlier failures), so failures do not return in lock-step.
@@ -229,9 +239,10 @@ class HardenedManager:
 
     name = "hardened"
 
-    def __init__(self, max_in_flight: int = 3, rate: float = 6.0, burst: int = 3,
+    def __init__(self, max_in_flight: int = 3, rate: float = 4.0, burst: int = 3,
                  max_queue: int = 64, max_age: float = 5.0, backoff: float = 0.5,
-                 max_backoff: float = 8.0, rng: random.Random | None = None) -> None:
+                 max_backoff: float = 8.0, min_rate: float = 1.0, increase: float = 0.25,
+                 rng: random.Random | None = None) -> None:
         self.max_in_flight = _check_int("max_in_flight", max_in_flight, 1)
         self.rate = _check_float("rate", rate)
         self.burst = _check_int("burst", burst, 1)
@@ -239,6 +250,11 @@ class HardenedManager:
         self.max_age = _check_float("max_age", max_age)
         self.backoff = _check_float("backoff", backoff)
         self.max_backoff = _check_float("max_backoff", max_backoff)
+        self.min_rate = _check_float("min_rate", min_rate)
+        self.increase = _check_float("increase", increase)
+        if self.min_rate > self.rate:
+            raise ConfigError("min_rate", f"must be <= rate ({self.rate}), got {self.min_rate}",
+                              "lower min_rate or raise rate")
         if self.max_backoff < self.backoff:
             raise ConfigError("max_backoff", f"must be >= backoff ({self.backoff}), "
                               f"got {self.max_backoff}", "raise max_backoff or lower backoff")
@@ -256,6 +272,7 @@ class HardenedManager:
         self.shed = 0
         self.overflowed = 0
         self.backoffs = 0
+        self.slowdowns = 0
 
     def _defer(self, key: str, ready_at: float) -> None:
         self._seq += 1
@@ -303,11 +320,15 @@ class HardenedManager:
         self._running.discard(key)
         self._failures.pop(key, None)
         self.done += 1
+        self._bucket.set_rate(now, min(self.rate, self._bucket.rate + self.increase))
 
     def job_failed(self, key: str, now: float, reason: str) -> None:
         self._running.discard(key)
         self.failed += 1
         self.backoffs += 1
+        if reason == "timeout":
+            self.slowdowns += 1
+            self._bucket.set_rate(now, max(self.min_rate, self._bucket.rate / 2.0))
         delay = self._jitter(key)
         self._failures[key] = self._failures.get(key, 0) + 1
         self._defer(key, now + delay)
@@ -329,6 +350,8 @@ class HardenedManager:
         return {"manager": self.name, "max_in_flight": self.max_in_flight, "rate": self.rate,
                 "burst": self.burst, "max_queue": self.max_queue, "max_age": self.max_age,
                 "backoff": self.backoff, "max_backoff": self.max_backoff,
+                "min_rate": self.min_rate, "increase": self.increase,
+                "admission_rate": self._bucket.rate, "slowdowns": self.slowdowns,
                 "offered": self.offered, "started": self.started, "done": self.done,
                 "failed": self.failed, "shed": self.shed, "overflowed": self.overflowed,
                 "backoffs": self.backoffs, "queued": self.queued(),

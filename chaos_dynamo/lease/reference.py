@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--manager-arg", type=_manager_arg, action="append", default=[],
                         metavar="NAME=NUMBER",
                         help="a manager setting, e.g. workers=16 (naive) or max_in_flight=3, "
-                             "rate=6 (hardened); repeatable")
+                             "rate=4 (hardened); repeatable")
     parser.add_argument("--leases", type=_count, default=d.leases, metavar="N",
                         help=f"leases of the whole fleet, split by --shard (default {d.leases})")
     parser.add_argument("--renew-every", type=_seconds, default=d.renew_every, metavar="SECONDS",

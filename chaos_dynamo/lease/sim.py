@@ -25,7 +25,7 @@ What it shows with the lab's defaults (``Server(2, 0.03, 0.01)``: ~50 requests/s
 ``FleetParams()``: 100 leases, E = 10 s, jobs of 4 ops with a 0.6 s deadline), after a 12 s
 outage and 5 s of slow recovery: the naive manager never re-establishes a lease (16 jobs
 keep the server saturated, every job times out, goodput ~0 while attempts run at the
-server's capacity); the hardened one is back at 99% about 16 s after the trigger ends.
+server's capacity); the hardened one is back at 99% about 20 s after the trigger ends.
 A burst of a few expired leases (up to ~15) is recovered by both: only a mass expiry
 tips the naive fleet over, and it stays over (metastable).
 """

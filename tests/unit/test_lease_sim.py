@@ -210,3 +210,60 @@ def test_metastability_a_small_burst_recovers_a_mass_one_does_not(seed: int) -> 
     assert max(live(mass, T0 + 30)) < 0.2  # the same trigger, larger: it never recovers
     hard = run("hardened", burst(100), seed=seed)
     assert min(live(hard, T0 + 40)) == 1.0
+
+
+# -- the hardened manager's adaptive admission --------------------------------------------
+
+def slower(capacity: float) -> Server:
+    """The lab's server with ``capacity`` requests/s (2 slots): a slower or busier machine."""
+    return Server(slots=2, service_time=2.0 / capacity - 0.01, base_latency=0.01)
+
+
+@pytest.mark.parametrize("capacity", [36.0, 29.0])
+def test_hardened_still_recovers_when_the_store_is_slower_than_planned(capacity: float) -> None:
+    """At 60-70% of the lab's capacity, fixed-rate admission (4 jobs/s, 16 requests/s) on top
+    of the renewals (25/s) overloads the store: renewals time out and leases are lost again.
+    Halving the rate on a job timeout is what keeps it recovering."""
+    adaptive = run("hardened", server=slower(capacity))
+    seconds = measure.time_to_fraction(adaptive.samples, TRIGGER_END, 0.99)
+    assert seconds is not None and seconds <= 40.0, seconds
+    assert adaptive.manager["slowdowns"] > 0
+    if capacity < 30:  # the same admission at a fixed rate (min_rate = rate) never gets there
+        fixed = simulate(FleetParams(), make_manager("hardened", random.Random(1), min_rate=4.0),
+                         slower(capacity), OUTAGE, seed=1, start=T0)
+        assert measure.time_to_fraction(fixed.samples, TRIGGER_END, 0.99) is None
+
+
+def test_aimd_halves_on_a_timeout_only_and_creeps_back() -> None:
+    from chaos_dynamo.lease.managers import HardenedManager
+
+    manager = HardenedManager(rate=4.0, min_rate=1.0, increase=0.5, rng=random.Random(0))
+    for key in ("a", "b", "c"):
+        manager.offer(key, T0)
+    assert manager.take(T0, 0) == "c"
+    manager.job_failed("c", T0, "error")
+    assert manager.describe()["admission_rate"] == 4.0  # an error is not congestion
+    assert manager.take(T0, 0) == "b"
+    manager.job_failed("b", T0, "timeout")
+    assert manager.describe()["admission_rate"] == 2.0
+    assert manager.take(T0, 0) == "a"
+    manager.job_failed("a", T0, "timeout")
+    manager.offer("d", T0)
+    assert manager.describe()["admission_rate"] == 1.0
+    manager.job_failed("d", T0, "timeout")  # never below min_rate
+    assert manager.describe()["admission_rate"] == 1.0 and manager.describe()["slowdowns"] == 3
+    manager.job_done("a", T0 + 10)
+    manager.job_done("b", T0 + 10)
+    assert manager.describe()["admission_rate"] == 2.0
+    for _ in range(10):
+        manager.job_done("c", T0 + 20)
+    assert manager.describe()["admission_rate"] == 4.0  # never above rate
+
+
+def test_aimd_settings_are_checked() -> None:
+    from chaos_dynamo.lease.managers import HardenedManager
+
+    with pytest.raises(ConfigError, match="min_rate"):
+        HardenedManager(rate=2.0, min_rate=3.0)
+    with pytest.raises(ConfigError, match="increase"):
+        HardenedManager(increase=-1.0)
