@@ -168,6 +168,16 @@ def validate(params: FleetParams) -> FleetParams:
     return params
 
 
+def fleet_rng(seed: int) -> random.Random:
+    """The fleet's random source for ``seed`` (renewal phases), the same in the lab and the model."""
+    return random.Random(f"lease-fleet-{seed}")
+
+
+def manager_rng(seed: int) -> random.Random:
+    """The manager's random source for ``seed`` (jitter), the same in the lab and the model."""
+    return random.Random(f"lease-manager-{seed}")
+
+
 def lease_keys(params: FleetParams) -> list[str]:
     """The fleet's keys in order: ``host-00000``, ``host-00001``, ... (from ``first_key``)."""
     return [f"{params.key_prefix}{n:05d}"

@@ -60,7 +60,15 @@ from chaos_dynamo.lease.driver import (
     LabDriver,
     make_clients,
 )
-from chaos_dynamo.lease.fleet import FleetParams, FleetStats, LeaseFleet, lease_keys, validate
+from chaos_dynamo.lease.fleet import (
+    FleetParams,
+    FleetStats,
+    LeaseFleet,
+    fleet_rng,
+    lease_keys,
+    manager_rng,
+    validate,
+)
 from chaos_dynamo.lease.managers import Manager, make_manager
 from chaos_dynamo.lease.ops import Kind
 from chaos_dynamo.services.reference import (
@@ -478,10 +486,10 @@ def run(options: Options, *, clock: Clock = REAL_CLOCK, stop: threading.Event | 
             return 0, True
     finally:
         client.close()
-    manager = _manager(options.manager, random.Random(f"lease-manager-{options.seed}"),
+    manager = _manager(options.manager, manager_rng(options.seed),
                        options.manager_args)
     fleet = LeaseFleet(params, manager, owner=owner, now=started,
-                       rng=random.Random(f"lease-fleet-{options.seed}"))
+                       rng=fleet_rng(options.seed))
     timeouts = {Kind.RENEW: params.renew_timeout, Kind.READ: params.job_timeout,
                 Kind.ACQUIRE: params.job_timeout}
     driver = LabDriver(fleet, make_clients(timeouts), table=options.table, clock=clock)

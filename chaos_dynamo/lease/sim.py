@@ -44,7 +44,14 @@ from typing import Any
 
 from chaos_dynamo.errors import ConfigError
 from chaos_dynamo.lease import timeline
-from chaos_dynamo.lease.fleet import FleetParams, FleetStats, LeaseFleet, lease_keys, validate
+from chaos_dynamo.lease.fleet import (
+    FleetParams,
+    FleetStats,
+    LeaseFleet,
+    fleet_rng,
+    lease_keys,
+    validate,
+)
 from chaos_dynamo.lease.managers import Manager
 from chaos_dynamo.lease.ops import Kind, LeaseItem, Op, Outcome, Result
 
@@ -337,7 +344,7 @@ class _Run:
         self.keys = lease_keys(params)
         for key in self.keys:
             self.table.put(LeaseItem(key, OWNER, expires, 1))
-        self.fleet = LeaseFleet(params, manager, owner=OWNER, now=start, rng=random.Random(seed))
+        self.fleet = LeaseFleet(params, manager, owner=OWNER, now=start, rng=fleet_rng(seed))
         self.fault_rng = random.Random(f"chaos-dynamo/lease-sim/faults/{seed}")
         self.outages = [(start + w.start, start + w.end) for w in scenario.outages]
         self.slow = [(start + w.start, start + w.end, st) for w, st in scenario.slow]
