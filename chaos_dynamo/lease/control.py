@@ -22,7 +22,10 @@ provider ``arguments`` override the configuration.
   wrong table or schema stops the run before anything is broken.
 - Before the method: a ``trigger_start`` marker; after it: ``trigger_end``. The lease
   probes measure recovery from the last ``trigger_end``.
-- After the experiment, however it ended, and at cleanup: the watcher is stopped.
+- After the experiment, however it ended, and at cleanup: the watcher is stopped. Its
+  scans use bounded client timeouts (``WATCHER_LIMITS``: connect 2 s, read 10 s, two
+  attempts), and a watcher started later on the same table supersedes any older thread,
+  which then never writes to the file again.
 
 chaoslib logs and ignores every exception a control raises except ``InterruptExecution``,
 so bad configuration raises that, with the ConfigError's message (the key and the fix):
@@ -131,9 +134,10 @@ def before_experiment_control(context: dict[str, Any], configuration: dict[str, 
         path: Path = settings["path"]
         _stop(path)  # a watcher left over from an earlier run in this process
         from chaos_dynamo.endpoint._lab import lab_info
-        from chaos_dynamo.lease.table import table_reader
+        from chaos_dynamo.lease.table import WATCHER_LIMITS, table_reader
 
-        reader = table_reader(schema, settings["endpoint"], configuration)
+        # Bounded waits: a scan that hangs ends long before stop() gives up on the thread.
+        reader = table_reader(schema, settings["endpoint"], configuration, limits=WATCHER_LIMITS)
         service, lab = settings["service"], None
         if service:
             try:

@@ -4,8 +4,17 @@ The meaning, unit and a sensible tolerance of each number are in ``docs/probes/l
 this module is the definition.
 
 Live
-    A lease is live at ``t`` when its expiry is after ``t``. The live fraction of a sample
-    is ``live / total`` (1.0 for an empty table: nothing is expired).
+    A lease is live at ``t`` when its expiry is after ``t``. A scan reads the table page by
+    page; each page's leases are judged at the time that page arrived, so the leases of a
+    big table read early in a long scan are not judged against its end.
+
+Baseline
+    A deleted lease is not live either. Each sample is judged against a *baseline*: the
+    largest ``total`` seen at or before it (in the watcher's timeline, or the probe's own
+    samples). The live fraction is ``live / baseline`` and ``missing = baseline - total``
+    leases have disappeared. A sample taken before the table ever held a lease (baseline
+    0, e.g. the watcher's first scan before the service wrote its leases) has no live
+    fraction: it is skipped, and later samples are judged.
 
 Goodput
     Every successful renewal or acquisition bumps a lease's version by one, so the growth
@@ -35,11 +44,13 @@ Collapse (:func:`collapse_verdict`)
 
 Leases held by two owners (:class:`DoubleOwnerTracker`)
     Fed successive scans, it counts a *takeover while live*: a lease whose owner changed
-    since the previous scan although the previous owner's expiry is still after the end
-    of the new scan (so the new owner wrote it while the old lease was live), and a
-    *version regression*: a lease whose version went down (a stale holder's write, or a
-    lease deleted and created again). Each event counts once; a lease taken over twice
-    counts twice.
+    from one holder to another since the previous scan although the previous owner's
+    expiry is still after the time the new scan read it (so the new owner wrote it while
+    the old lease was live), and a *version regression*: a lease whose version went down
+    (a stale holder's write). A change to or from no owner (``""``: released, or not yet
+    held) is not a takeover. A lease absent from a scan is forgotten, so one deleted and
+    created again is a new lease, not a regression. Each event counts once; a lease taken
+    over twice counts twice.
 """
 
 from __future__ import annotations
@@ -54,21 +65,80 @@ from chaos_dynamo.lease.ops import LeaseItem
 from chaos_dynamo.lease.timeline import Marker, Sample, Timeline
 
 
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Leases read together, and when they arrived (epoch seconds)."""
+
+    t: float
+    items: tuple[LeaseItem, ...]
+
+
 def sample_of(items: Iterable[LeaseItem], t: float, attempts: int | None = None,
               double_owned: int = 0) -> Sample:
     """A sample of ``items`` read at ``t`` (a lease is live when its expiry is after ``t``)."""
+    return sample_of_pages([Page(t, tuple(items))], attempts, double_owned)
+
+
+def sample_of_pages(pages: Sequence[Page], attempts: int | None = None, double_owned: int = 0) -> Sample:
+    """A sample of one scan: each page's leases judged at the time that page arrived; the
+    sample's ``t`` is the last page's (a scan has at least one page, possibly empty)."""
+    if not pages:
+        raise ValueError("a scan has at least one page")
     total = live = version_sum = 0
-    for item in items:
-        total += 1
-        live += item.expires_at > t
-        version_sum += item.version
-    return Sample(t=t, total=total, live=live, expired=total - live, version_sum=version_sum,
-                  attempts=attempts, double_owned=double_owned)
+    for page in pages:
+        for item in page.items:
+            total += 1
+            live += item.expires_at > page.t
+            version_sum += item.version
+    return Sample(t=max(page.t for page in pages), total=total, live=live, expired=total - live,
+                  version_sum=version_sum, attempts=attempts, double_owned=double_owned)
 
 
-def live_fraction(sample: Sample) -> float:
-    """``live / total``; 1.0 for an empty table."""
-    return sample.live_fraction
+@dataclass(frozen=True, slots=True)
+class Point:
+    """A sample judged against its baseline (see the module docstring)."""
+
+    sample: Sample
+    baseline: int
+
+    @property
+    def t(self) -> float:
+        return self.sample.t
+
+    @property
+    def fraction(self) -> float | None:
+        """``live / baseline``; None before the table ever held a lease."""
+        return self.sample.live / self.baseline if self.baseline else None
+
+    @property
+    def missing(self) -> int:
+        """Leases gone from the table since the baseline was seen."""
+        return self.baseline - self.sample.total
+
+    @property
+    def not_live(self) -> int:
+        """Leases expired now, or missing."""
+        return self.baseline - self.sample.live
+
+
+def judge(samples: Iterable[Sample], baseline: int = 0) -> list[Point]:
+    """Samples by time, each with its baseline: the largest total seen at or before it,
+    starting from ``baseline`` (the largest total seen before these samples)."""
+    points = []
+    for sample in sorted(samples, key=lambda s: s.t):
+        baseline = max(baseline, sample.total)
+        points.append(Point(sample, baseline))
+    return points
+
+
+def live_fraction(sample: Sample, baseline: int = 0) -> float | None:
+    """``live / max(total, baseline)``; None for an empty table with no baseline."""
+    return judge([sample], baseline)[0].fraction
+
+
+def baseline_of(samples: Iterable[Sample]) -> int:
+    """The largest total of ``samples`` (0 when none)."""
+    return max((s.total for s in samples), default=0)
 
 
 def in_window(samples: Iterable[Sample], start: float, end: float) -> list[Sample]:
@@ -77,11 +147,11 @@ def in_window(samples: Iterable[Sample], start: float, end: float) -> list[Sampl
 
 
 def time_to_fraction(samples: Iterable[Sample], since: float, fraction: float) -> float | None:
-    """Seconds from ``since`` to the first sample at or after it whose live fraction is at
-    least ``fraction``; None when no sample reaches it."""
-    for sample in sorted(samples, key=lambda s: s.t):
-        if sample.t >= since and sample.live_fraction >= fraction:
-            return sample.t - since
+    """Seconds from ``since`` to the first sample at or after it whose live fraction (against
+    its baseline) is at least ``fraction``; None when no sample reaches it."""
+    for point in judge(samples):
+        if point.t >= since and point.fraction is not None and point.fraction >= fraction:
+            return point.t - since
     return None
 
 
@@ -139,34 +209,39 @@ def collapse_verdict(timeline: Timeline, start: float, window: float, target: fl
                      min_attempts_per_second: float = 1.0) -> dict[str, Any]:
     """Did the fleet collapse over ``[start, start + window]``? (See the module docstring.)
 
+    Live fractions are judged against the baseline over the whole ``timeline`` (so give it
+    the samples before the window too); samples before the table held any lease are left out.
+
     Returns:
         ``{"collapsed", "stalled", "reason", "start", "end", "samples", "first_live_fraction",
         "last_live_fraction", "min_live_fraction", "max_live_fraction", "improvement",
-        "below_target", "renewals", "renewals_per_second", "attempts", "attempts_per_second",
-        "efficiency", "attempts_known", "target", "min_improvement", "max_efficiency",
-        "min_attempts_per_second"}``.
+        "below_target", "total", "baseline", "missing", "renewals", "renewals_per_second",
+        "attempts", "attempts_per_second", "efficiency", "attempts_known", "target",
+        "min_improvement", "max_efficiency", "min_attempts_per_second"}``.
 
     Raises:
-        LabError: fewer than two samples in the window.
+        LabError: fewer than two samples (with a baseline) in the window.
     """
     end = start + window
-    chosen = in_window(timeline.samples, start, end)
+    points = [p for p in judge(timeline.samples) if start <= p.t <= end and p.fraction is not None]
+    chosen = [p.sample for p in points]
     rate = goodput(chosen, start, end)
     if rate is None:
-        raise LabError(f"the lease timeline has {len(chosen)} sample(s) from {start:.3f} to {end:.3f}, "
-                       "too few to judge a collapse (needs two or more)")
-    fractions = [s.live_fraction for s in chosen]
+        raise LabError(f"the lease timeline has {len(chosen)} sample(s) of a table holding leases from "
+                       f"{start:.3f} to {end:.3f}, too few to judge a collapse (needs two or more)")
+    fractions = [p.fraction for p in points if p.fraction is not None]
     first, last = fractions[0], fractions[-1]
     improvement = last - first
     below = all(f < target for f in fractions)
     flat = improvement < min_improvement
     attempts_ps, efficiency = rate.attempts_per_second, rate.efficiency
-    total = max(s.total for s in chosen)
+    total = points[-1].baseline
     numbers: dict[str, Any] = {
         "start": start, "end": end, "samples": len(chosen),
         "first_live_fraction": first, "last_live_fraction": last,
         "min_live_fraction": min(fractions), "max_live_fraction": max(fractions),
-        "improvement": improvement, "below_target": below, "total": total,
+        "improvement": improvement, "below_target": below, "total": points[-1].sample.total,
+        "baseline": total, "missing": points[-1].missing,
         **{k: v for k, v in rate.to_dict().items() if k not in ("start", "end", "seconds")},
         "attempts_known": rate.attempts is not None, "target": target, "min_improvement": min_improvement,
         "max_efficiency": max_efficiency, "min_attempts_per_second": min_attempts_per_second,
@@ -221,19 +296,28 @@ class DoubleOwnerTracker:
         return self.takeovers + self.regressions
 
     def feed(self, items: Iterable[LeaseItem], t: float) -> int:
-        """One scan that ended at ``t``; returns the cumulative count."""
-        for item in items:
-            before = self._last.get(item.key)
-            self._last[item.key] = (item.owner, item.expires_at, item.version)
-            if before is None:
-                continue
-            owner, expires_at, version = before
-            if item.owner != owner and expires_at > t:
-                self.takeovers += 1
-                self._example("takeover_while_live", item, t, owner, expires_at, version)
-            elif self.versioned and item.version < version:
-                self.regressions += 1
-                self._example("version_regression", item, t, owner, expires_at, version)
+        """One scan read at ``t``; returns the cumulative count."""
+        return self.feed_pages([Page(t, tuple(items))])
+
+    def feed_pages(self, pages: Iterable[Page]) -> int:
+        """One whole scan, each page judged at the time it arrived; leases absent from it
+        are forgotten. Returns the cumulative count."""
+        seen: dict[str, tuple[str, float, int]] = {}
+        for page in pages:
+            t = page.t
+            for item in page.items:
+                seen[item.key] = (item.owner, item.expires_at, item.version)
+                before = self._last.get(item.key)
+                if before is None:
+                    continue
+                owner, expires_at, version = before
+                if item.owner != owner and owner and item.owner and expires_at > t:
+                    self.takeovers += 1
+                    self._example("takeover_while_live", item, t, owner, expires_at, version)
+                elif self.versioned and item.version < version:
+                    self.regressions += 1
+                    self._example("version_regression", item, t, owner, expires_at, version)
+        self._last = seen
         return self.count
 
     def _example(self, kind: str, item: LeaseItem, t: float, owner: str, expires_at: float,
@@ -247,16 +331,18 @@ class DoubleOwnerTracker:
 
 def downsample(timeline: Timeline, max_points: int = 120) -> list[dict[str, Any]]:
     """At most ``max_points`` samples, evenly spread by index (first and last kept), as
-    ``{"t", "live_fraction", "live", "total", "version_sum", "attempts", "double_owned"}``."""
-    samples = sorted(timeline.samples, key=lambda s: s.t)
+    ``{"t", "live_fraction", "live", "total", "missing", "version_sum", "attempts",
+    "double_owned"}`` (``live_fraction`` against the baseline; None before any lease)."""
+    points = judge(timeline.samples)
     if max_points < 2:
         max_points = 2
-    if len(samples) > max_points:
-        step = (len(samples) - 1) / (max_points - 1)
-        samples = [samples[round(i * step)] for i in range(max_points)]
-    return [{"t": s.t, "live_fraction": round(s.live_fraction, 4), "live": s.live, "total": s.total,
-             "version_sum": s.version_sum, "attempts": s.attempts, "double_owned": s.double_owned}
-            for s in samples]
+    if len(points) > max_points:
+        step = (len(points) - 1) / (max_points - 1)
+        points = [points[round(i * step)] for i in range(max_points)]
+    return [{"t": p.t, "live_fraction": None if p.fraction is None else round(p.fraction, 4),
+             "live": p.sample.live, "total": p.sample.total, "missing": p.missing,
+             "version_sum": p.sample.version_sum, "attempts": p.sample.attempts,
+             "double_owned": p.sample.double_owned} for p in points]
 
 
 def markers_json(markers: Sequence[Marker]) -> list[dict[str, Any]]:

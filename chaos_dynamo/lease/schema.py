@@ -4,11 +4,15 @@ A lease table has one item per lease. Only four things are read from an item, ea
 an attribute the schema names:
 
 - ``key``: the lease's identity (the table's hash key; a string, number or binary);
-- ``owner``: who holds it (a string; a number is read as its decimal text);
+- ``owner``: who holds it (a string; a number is read as its decimal text; NULL, or no
+  owner attribute at all, reads as ``""``: not held, e.g. released);
 - ``expiry``: until when, in ``expiry_unit``: ``s`` (epoch seconds, a number, possibly
   fractional), ``ms`` (epoch milliseconds) or ``iso`` (an ISO-8601 string such as
   ``2025-10-20T07:00:00Z``; a time without a timezone is taken as UTC). Numbers may be
-  stored as DynamoDB numbers (N) or as strings holding a number (S);
+  stored as DynamoDB numbers (N) or as strings holding a number (S). A number that reads
+  as a time before 2000 or after 2200 (other than 0, a common "never held" value) is
+  taken as a wrong ``expiry_unit``: milliseconds read as seconds land around the year
+  57,000, seconds read as milliseconds in January 1970;
 - ``version``: a number that grows by one per successful renewal or acquisition (a
   fencing token); ``""`` when the table has none (then goodput cannot be measured).
 
@@ -21,14 +25,19 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
 
 from chaos_dynamo.errors import ConfigError
 from chaos_dynamo.lease.ops import LeaseItem
 
 EXPIRY_UNITS = ("s", "ms", "iso")
+EARLIEST = 946_684_800.0
+"""2000-01-01T00:00:00Z: a numeric expiry before it means a wrong ``expiry_unit``."""
+LATEST = 7_258_118_400.0
+"""2200-01-01T00:00:00Z: a numeric expiry after it means a wrong ``expiry_unit``."""
+_YEAR = 31_556_952.0  # seconds in a mean Gregorian year
 DEFAULT_TABLE = "chaos-dynamo-leases"
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 _SHOWN = 60  # characters of an offending value shown in a message
@@ -135,6 +144,8 @@ class LeaseSchema:
         return str(kind), raw
 
     def _owner(self, item: Mapping[str, Any], key: str) -> str:
+        if self.owner not in item:
+            return ""  # not held: a released lease may have its owner attribute removed
         kind, raw = self._attribute(item, "owner", self.owner, key)
         if kind in ("S", "N"):
             return str(raw)
@@ -170,26 +181,87 @@ class LeaseSchema:
         seconds = float(number) / (1000.0 if self.expiry_unit == "ms" else 1.0)
         if not math.isfinite(seconds):
             raise _wrong_type("expiry", self.expiry, key, kind, "a finite number", raw)
+        if seconds != 0 and not EARLIEST <= seconds <= LATEST:
+            raise self._implausible(key, float(number), raw)
         return seconds
+
+    def _implausible(self, key: str, number: float, raw: object) -> ConfigError:
+        """A numeric expiry far outside 2000..2200: almost surely the wrong unit."""
+        unit = "epoch seconds" if self.expiry_unit == "s" else "epoch milliseconds"
+        seconds = number / (1000.0 if self.expiry_unit == "ms" else 1.0)
+        problem = (f"item {key} has {self.expiry!r} = {_short(raw)}, which read as {unit} (expiry_unit "
+                   f"{self.expiry_unit!r}) is {_when(seconds)}, not a time from 2000 to 2200")
+        guesses = {"s": number, "ms": number / 1000.0}
+        right = [u for u, s in guesses.items() if u != self.expiry_unit and EARLIEST <= s <= LATEST]
+        if right:
+            other = "epoch seconds" if right[0] == "s" else "epoch milliseconds"
+            fix = (f"set expiry_unit (lease_expiry_unit) to \"{right[0]}\": read as {other} it is "
+                   f"{_when(guesses[right[0]])}")
+        elif EARLIEST <= number / 1e6 <= LATEST or EARLIEST <= number / 1e9 <= LATEST:
+            fix = ("it looks like epoch microseconds or nanoseconds, which expiry_unit cannot read: store "
+                   "the expiry in epoch seconds or milliseconds")
+        else:
+            fix = ("check that expiry (lease_expiry) names the attribute holding the expiry time and that "
+                   "expiry_unit (lease_expiry_unit) is its unit")
+        return ConfigError("expiry_unit", problem, fix)
 
     # --- writing an expiry (the expire_leases fault) -------------------------------------
 
     def encode_expiry(self, seconds: float, like: Mapping[str, Any]) -> dict[str, str]:
-        """``seconds`` as an attribute value in the schema's unit, of the same DynamoDB type
-        (and, for ISO text, with or without a timezone) as ``like``, the value read."""
+        """``seconds`` as an attribute value in the schema's unit, in the format of ``like``
+        (the value read): the same DynamoDB type; a number keeps its count of decimals (an
+        integer stays an integer), rounded down; ISO text keeps its date-time separator,
+        its count of fractional digits (truncated) and its zone style (``Z``, an offset
+        such as ``+02:00`` or ``+0200``, or none)."""
         kind = next(iter(like), "N")
+        raw = str(next(iter(like.values()), ""))
         if self.expiry_unit == "iso":
-            moment = datetime.fromtimestamp(seconds, UTC)
-            raw = str(like.get("S", ""))
-            aware = parse_iso_datetime(raw)
-            text = moment.isoformat() if aware is None or aware.tzinfo is not None \
-                else moment.replace(tzinfo=None).isoformat()
-            return {"S": text}
-        if self.expiry_unit == "ms":
-            number = str(int(seconds * 1000))
-        else:
-            number = repr(round(seconds, 3))
+            return {"S": format_iso_like(seconds, raw)}
+        value = seconds * (1000.0 if self.expiry_unit == "ms" else 1.0)
+        number = _format_number_like(value, raw)
         return {"S": number} if kind == "S" else {"N": number}
+
+
+_ISO_SHAPE = re.compile(r"^\d{4}-\d{2}-\d{2}(?P<sep>[Tt ])\d{2}:\d{2}:\d{2}(?:[.,](?P<frac>\d+))?"
+                        r"(?P<zone>[Zz]|[+-]\d{2}(?P<colon>:?)(?P<minutes>\d{2})?)?$")
+_DECIMALS = re.compile(r"^\s*[+-]?\d+(?:\.(?P<frac>\d*))?\s*$")
+
+
+def _format_number_like(value: float, raw: str) -> str:
+    """``value`` with as many decimals as ``raw`` (0 for an integer), rounded down; a
+    number written otherwise (an exponent) with up to three decimals."""
+    shape = _DECIMALS.match(raw)
+    if shape is None:
+        return repr(round(value, 3))
+    digits = min(len(shape.group("frac") or ""), 9)
+    exact = Decimal(repr(value)).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_FLOOR)
+    return f"{exact:f}"
+
+
+def format_iso_like(seconds: float, raw: str) -> str:
+    """``seconds`` as ISO-8601 text shaped like ``raw`` (see :meth:`LeaseSchema.encode_expiry`);
+    text of another shape gives Python's ``isoformat`` (with the offset ``raw`` has, if any)."""
+    shape = _ISO_SHAPE.match(raw.strip())
+    parsed = parse_iso_datetime(raw)
+    zone = parsed.tzinfo if parsed is not None and parsed.tzinfo is not None else None
+    moment = datetime.fromtimestamp(seconds, zone or UTC)
+    if shape is None:
+        if zone is None and parsed is not None:
+            return moment.replace(tzinfo=None).isoformat()
+        text = moment.isoformat()
+        return text[:-6] + "Z" if raw.strip()[-1:] in ("Z", "z") and text.endswith("+00:00") else text
+    text = moment.strftime("%Y-%m-%d") + shape.group("sep") + moment.strftime("%H:%M:%S")
+    digits = len(shape.group("frac") or "")
+    if digits:
+        text += raw.strip()[len(text)] + f"{moment.microsecond:06d}".ljust(digits, "0")[:digits]
+    suffix = shape.group("zone") or ""
+    if suffix and suffix not in "Zz":
+        offset = int((moment.utcoffset() or timedelta()).total_seconds() // 60)
+        sign, offset = ("-" if offset < 0 else "+"), abs(offset)
+        suffix = f"{sign}{offset // 60:02d}"
+        if shape.group("minutes") is not None:
+            suffix += f"{shape.group('colon')}{offset % 60:02d}"
+    return text + suffix
 
 
 def parse_iso_datetime(text: str) -> datetime | None:
@@ -218,6 +290,14 @@ def _number(raw: object) -> Decimal | None:
     except InvalidOperation:
         return None
     return number if number.is_finite() else None
+
+
+def _when(seconds: float) -> str:
+    """An epoch time as UTC text, or its approximate year when datetime cannot show it."""
+    try:
+        return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):
+        return f"around the year {1970 + seconds / _YEAR:,.0f}"
 
 
 def _short(value: object) -> str:

@@ -12,7 +12,9 @@ The probes never write (only the ``expire_leases`` fault does). Where they read:
 
 A scan asks for ``ConsistentRead`` and only the schema's attributes (through
 ``ExpressionAttributeNames``: names such as ``owner`` or ``version`` may be reserved
-words), page by page with ``ExclusiveStartKey``.
+words), page by page with ``ExclusiveStartKey``. A :class:`TableReader` asks for pages of
+at most :data:`PAGE_SIZE` items and notes when each page arrived, so each lease is judged
+at the time it was read (and no single request of a big table runs for long).
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chaos_dynamo.clock import REAL_CLOCK, Clock
 from chaos_dynamo.config import is_loopback_host
 from chaos_dynamo.errors import AwsError, ConfigError, LabError
+from chaos_dynamo.lease.measure import Page
 from chaos_dynamo.lease.ops import LeaseItem
 from chaos_dynamo.lease.schema import LeaseSchema
 
@@ -38,13 +42,32 @@ logger = logging.getLogger("chaostoolkit")
 Configuration = Mapping[str, Any] | None
 
 DEFAULT_REGION = "us-east-1"
+PAGE_SIZE = 1000
+"""Items per Scan page a :class:`TableReader` asks for (about a second per page on moto)."""
 _AWS_HOST = re.compile(r"^dynamodb(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
 
 
 class LeaseReader(Protocol):
-    """Something that returns every lease of a table now (a :class:`TableReader`; a fake in tests)."""
+    """Something that reads every lease of a table now, page by page, noting when each page
+    arrived (a :class:`TableReader`; a fake in tests)."""
 
-    def scan(self) -> list[LeaseItem]: ...
+    def pages(self) -> list[Page]: ...
+
+
+@dataclass(frozen=True)
+class ClientLimits:
+    """How long a client waits: seconds to connect, seconds a read may stay silent, and
+    attempts per request in all (the first included)."""
+
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0
+    attempts: int = 4
+
+
+PROBE_LIMITS = ClientLimits()
+WATCHER_LIMITS = ClientLimits(connect_timeout=2.0, read_timeout=10.0, attempts=2)
+"""The watcher's: a scan that hangs ends within about 25 s, so its thread never outlives
+the control that stops it."""
 
 
 @dataclass(frozen=True)
@@ -91,10 +114,11 @@ def resolve_endpoint(endpoint: object, configuration: Configuration = None,
     return ReadTarget(text.rstrip("/"), region, is_loopback_host(host), False)
 
 
-def make_client(target: ReadTarget) -> Any:
+def make_client(target: ReadTarget, limits: ClientLimits = PROBE_LIMITS) -> Any:
     """A DynamoDB client for ``target``: dummy credentials on loopback, the usual AWS
-    credential chain elsewhere; a few retries (a scan is idempotent)."""
-    config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60)
+    credential chain elsewhere; ``limits`` on waiting (a few retries: a scan is idempotent)."""
+    config = Config(retries={"total_max_attempts": limits.attempts, "mode": "standard"},
+                    connect_timeout=limits.connect_timeout, read_timeout=limits.read_timeout)
     if target.loopback:
         return boto3.client("dynamodb", endpoint_url=target.url, region_name=target.region,
                             aws_access_key_id="testing", aws_secret_access_key="testing", config=config)
@@ -102,9 +126,10 @@ def make_client(target: ReadTarget) -> Any:
                                           config=config)
 
 
-def read_client(endpoint: str = "", configuration: Configuration = None) -> Any:
+def read_client(endpoint: str = "", configuration: Configuration = None,
+                limits: ClientLimits = PROBE_LIMITS) -> Any:
     """A client to read the lease table at ``endpoint`` (see :func:`resolve_endpoint`)."""
-    return make_client(resolve_endpoint(endpoint, configuration))
+    return make_client(resolve_endpoint(endpoint, configuration), limits)
 
 
 def _where(client: Any) -> str:
@@ -171,22 +196,45 @@ def scan_leases(client: Any, schema: LeaseSchema, page_size: int | None = None) 
 
 
 class TableReader:
-    """Reads every lease of one table through one client (a :class:`LeaseReader`)."""
+    """Reads every lease of one table through one client (a :class:`LeaseReader`).
 
-    def __init__(self, client: Any, schema: LeaseSchema, page_size: int | None = None) -> None:
+    ``clock`` stamps each page's arrival. Once, it warns when a scan finds the owner
+    attribute on no lease at all (every lease then reads as unowned: a misnamed ``owner``?).
+    """
+
+    def __init__(self, client: Any, schema: LeaseSchema, page_size: int | None = PAGE_SIZE, *,
+                 clock: Clock = REAL_CLOCK) -> None:
         self.client = client
         self.schema = schema
         self.page_size = page_size
+        self.clock = clock
+        self._warned = False
 
     @property
     def where(self) -> str:
         return _where(self.client)
 
+    def pages(self) -> list[Page]:
+        pages: list[Page] = []
+        owned = total = 0
+        for raw in scan_pages(self.client, self.schema, self.page_size):
+            t = self.clock.now()
+            pages.append(Page(t, tuple(self.schema.decode(item) for item in raw)))
+            total += len(raw)
+            owned += sum(self.schema.owner in item for item in raw)
+        if total and not owned and not self._warned:
+            self._warned = True
+            logger.warning("no lease of table %s has an attribute %r: every lease reads as unowned, so no "
+                           "takeover can be seen; if the owner is stored elsewhere, set owner (lease_owner)",
+                           self.schema.table, self.schema.owner)
+        return pages
+
     def scan(self) -> list[LeaseItem]:
-        return scan_leases(self.client, self.schema, self.page_size)
+        return [item for page in self.pages() for item in page.items]
 
 
 def table_reader(schema: LeaseSchema, endpoint: str = "", configuration: Configuration = None,
-                 page_size: int | None = None) -> TableReader:
+                 page_size: int | None = PAGE_SIZE, *, clock: Clock = REAL_CLOCK,
+                 limits: ClientLimits = PROBE_LIMITS) -> TableReader:
     """A reader of ``schema``'s table at ``endpoint`` ("" = the lab's emulator)."""
-    return TableReader(read_client(endpoint, configuration), schema, page_size)
+    return TableReader(read_client(endpoint, configuration, limits), schema, page_size, clock=clock)

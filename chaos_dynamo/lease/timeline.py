@@ -56,7 +56,9 @@ class Sample:
 
     @property
     def live_fraction(self) -> float:
-        """``live / total``; 1.0 for an empty table (nothing is expired)."""
+        """``live / total`` of this sample alone; 1.0 for an empty table. The probes judge
+        against the most leases seen so far instead (:func:`chaos_dynamo.lease.measure.judge`),
+        so deleted leases count as not live."""
         return self.live / self.total if self.total else 1.0
 
 

@@ -8,6 +8,7 @@ the table behind the LBs, from the emulator.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -22,12 +23,13 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from chaos_dynamo.clock import wait_until
+from chaos_dynamo.clock import FakeClock
 from chaos_dynamo.errors import ConfigError, LabError, SafetyError
 from chaos_dynamo.lab.state import LabInfo
 from chaos_dynamo.lease import actions, probes
+from chaos_dynamo.lease.measure import Page
 from chaos_dynamo.lease.schema import LeaseSchema
-from chaos_dynamo.lease.table import TableReader, scan_pages, table_reader
+from chaos_dynamo.lease.table import WATCHER_LIMITS, TableReader, scan_pages, table_reader
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -117,12 +119,42 @@ def loops() -> Iterator[list[Loop]]:
         loop.stop()
 
 
-def renew(client: Any, table: str, key: str, seconds: float = 600) -> None:
+def renew(client: Any, table: str, key: str, seconds: float = 600, now: float | None = None) -> None:
     """Renew (or re-acquire) one lease the way the reference fleets do: version + 1."""
     client.update_item(TableName=table, Key={"lease_id": {"S": key}},
                        UpdateExpression="SET expires_at = :e, version = version + :one",
-                       ExpressionAttributeValues={":e": {"N": repr(time.time() + seconds)},
+                       ExpressionAttributeValues={":e": {"N": repr((now or time.time()) + seconds)},
                                                   ":one": {"N": "1"}})
+
+
+class StepClock(FakeClock):
+    """A fake clock that also moves ``step`` seconds each time it is read (``now``)."""
+
+    def __init__(self, start: float, step: float) -> None:
+        super().__init__(start)
+        self.step = step
+
+    def now(self) -> float:
+        self.advance(self.step)
+        return super().now()
+
+
+def after_scans(monkeypatch: pytest.MonkeyPatch, *actions_: tuple[int, Callable[[], None]]) -> list[int]:
+    """Run each ``(n, action)`` right after the n-th scan of any TableReader returns (so
+    the next scan sees what it did); returns the live scan count."""
+    scans = [0]
+    todo = dict(actions_)
+    original = TableReader.pages
+
+    def pages(self: TableReader) -> list[Page]:
+        result = original(self)
+        scans[0] += 1
+        if scans[0] in todo:
+            todo.pop(scans[0])()
+        return result
+
+    monkeypatch.setattr(TableReader, "pages", pages)
+    return scans
 
 
 # --- reading: units, paging, names, errors --------------------------------------------------------
@@ -144,8 +176,28 @@ def test_paging_reads_every_lease(emulator: Any, config: dict[str, Any]) -> None
     pages = list(scan_pages(reader.client, reader.schema, page_size=4))
     assert len(pages) >= 7 and sum(len(p) for p in pages) == 25
     paged = sorted(reader.scan(), key=lambda lease: lease.key)
-    whole = sorted(TableReader(reader.client, reader.schema).scan(), key=lambda lease: lease.key)
+    whole = sorted(TableReader(reader.client, reader.schema, None).scan(), key=lambda lease: lease.key)
     assert paged == whole and len({lease.key for lease in paged}) == 25
+
+
+def test_each_page_is_judged_when_it_arrived(emulator: Any, config: dict[str, Any]) -> None:
+    # 8 leases expiring at T+15, read 4 per page by a clock that moves 10 s per page: the
+    # first page (read at T+10) is live, the second (T+20) expired. Judged at the scan's
+    # end, all 8 would read as expired.
+    start = time.time()
+    table = new_table(emulator, [lease(i, start + 15) for i in range(8)])
+    clock = StepClock(start, 10.0)
+    reader = table_reader(LeaseSchema(table), configuration=config, page_size=4, clock=clock)
+    pages = reader.pages()
+    assert [p.t for p in pages] == [start + 10 * (i + 1) for i in range(len(pages))]
+    sample = probes.measure.sample_of_pages(pages)
+    assert (sample.total, sample.live, sample.t) == (8, 4, pages[-1].t)
+
+
+def test_the_watchers_client_has_bounded_waits(config: dict[str, Any]) -> None:
+    client = table_reader(LeaseSchema("leases"), configuration=config, limits=WATCHER_LIMITS).client
+    assert (client.meta.config.connect_timeout, client.meta.config.read_timeout) == (2.0, 10.0)
+    assert client.meta.config.retries["total_max_attempts"] == 2
 
 
 def test_reserved_word_attribute_names(emulator: Any, config: dict[str, Any]) -> None:
@@ -157,17 +209,35 @@ def test_reserved_word_attribute_names(emulator: Any, config: dict[str, Any]) ->
     assert probes.live_lease_fraction(**args) == pytest.approx(0.75)
 
 
-def test_empty_table(emulator: Any, config: dict[str, Any]) -> None:
+def test_an_empty_table_is_a_config_error_naming_table(emulator: Any, config: dict[str, Any]) -> None:
     table = new_table(emulator)
-    assert probes.live_lease_fraction(table, configuration=config) == 1.0
-    assert probes.expired_lease_count(table, configuration=config) == 0
+    for probe in (probes.live_lease_fraction, probes.expired_lease_count):
+        with pytest.raises(ConfigError) as info:
+            probe(table, configuration=config)
+        assert info.value.field == "table"
+        assert f"'{table}' has no leases" in str(info.value)
+        assert "point table (lease_table) at the table your service writes its leases to, or start the " \
+               "service first" in str(info.value)
+    for probe_over_time in (lambda: probes.lease_collapse(table, window=0.5, configuration=config),
+                            lambda: probes.double_owned_leases(table, seconds=0.5, configuration=config),
+                            lambda: probes.lease_report(table, window=0.5, configuration=config)):
+        with pytest.raises(ConfigError, match="has no leases"):
+            probe_over_time()
+
+
+def test_a_missing_owner_attribute_reads_as_unowned(emulator: Any, config: dict[str, Any],
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    table = new_table(emulator, fleet(3, 1))
+    with caplog.at_level("WARNING", logger="chaostoolkit"):
+        assert probes.live_lease_fraction(table, owner="holder", configuration=config) == 0.75
+    assert any("has an attribute 'holder'" in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.parametrize(("arguments", "field", "words"), [
     ({"expiry": "expiry_time"}, "expiry", "has no attribute 'expiry_time'; set expiry (lease_expiry)"),
-    ({"owner": "holder"}, "owner", "has no attribute 'holder'"),
     ({"version": "fence"}, "version", "has no attribute 'fence'"),
     ({"expiry_unit": "iso"}, "expiry", "not ISO-8601 text"),
+    ({"expiry_unit": "ms"}, "expiry_unit", 'set expiry_unit (lease_expiry_unit) to "s"'),
 ])
 def test_schema_mismatch_names_the_field(emulator: Any, config: dict[str, Any], arguments: dict[str, str],
                                          field: str, words: str) -> None:
@@ -206,15 +276,16 @@ def test_seconds_to_live_fraction(emulator: Any, config: dict[str, Any]) -> None
     assert never > 1.0 and time.monotonic() - began < 5
 
 
-def test_seconds_to_live_fraction_sees_a_recovery(emulator: Any, config: dict[str, Any]) -> None:
+def test_seconds_to_live_fraction_sees_a_recovery(emulator: Any, config: dict[str, Any],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fake clock paces the probe's scans (0.5 s apart); the leases are renewed right after
+    # its second scan, so its third, 1.0 s after its start, is the first to see them live.
+    clock = FakeClock(time.time())
     table = new_table(emulator, fleet(0, 4))
-    timer = threading.Timer(1.0, lambda: [renew(emulator, table, f"host-{i:05d}") for i in range(4)])
-    timer.start()
-    try:
-        seconds = probes.seconds_to_live_fraction(table, fraction=1.0, timeout=10, configuration=config)
-    finally:
-        timer.cancel()
-    assert 0.9 <= seconds <= 3.0
+    after_scans(monkeypatch, (2, lambda: [renew(emulator, table, f"host-{i:05d}", now=clock.now())
+                                          for i in range(4)]))
+    probe = probes._probe(table, "lease_id", "owner", "expires_at", "s", "version", "", config, clock)
+    assert probes._seconds_to_live(1.0, 10, probe) == 1.0
 
 
 def test_goodput_counts_renewals_and_the_service_requests(emulator: Any, through_lb: Any,
@@ -261,27 +332,28 @@ def test_collapse_busy_versus_stalled(emulator: Any, through_lb: Any, config: di
 @pytest.mark.parametrize(("expired_first", "expected"), [(False, 1), (True, 0)])
 def test_double_owned_takeover(emulator: Any, config: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
                                expired_first: bool, expected: int) -> None:
-    now = time.time()
+    clock = FakeClock(time.time())
+    now = clock.now()
     table = new_table(emulator, [lease(0, now + (-5 if expired_first else 600), owner="a"),
                                  lease(1, now + 600, owner="a")])
-    scans = []
-    original = TableReader.scan
+    # Right after the probe's first scan, another owner writes lease 0 unconditionally (the
+    # bug), or takes it properly after it expired.
+    scans = after_scans(monkeypatch, (1, lambda: emulator.put_item(
+        TableName=table, Item=lease(0, clock.now() + 600, owner="b", version=2))))
+    probe = probes._probe(table, "lease_id", "owner", "expires_at", "s", "version", "", config, clock)
+    assert probes._double_owned(2.0, probe) == expected
+    assert scans[0] == 5  # at 0, 0.5, 1, 1.5 and 2 s of the fake clock
 
-    def counted(self: TableReader) -> Any:
-        result = original(self)
-        scans.append(time.time())
-        return result
 
-    monkeypatch.setattr(TableReader, "scan", counted)
-    out: list[int] = []
-    probe = threading.Thread(target=lambda: out.append(
-        probes.double_owned_leases(table, seconds=2.0, configuration=config)))
-    probe.start()
-    assert wait_until(lambda: scans, timeout=10)
-    # Another owner writes lease 0 unconditionally (the bug), or takes it properly after it expired.
-    emulator.put_item(TableName=table, Item=lease(0, time.time() + 600, owner="b", version=2))
-    probe.join(20)
-    assert out == [expected]
+def test_a_lease_deleted_and_created_again_is_not_a_double_owner(emulator: Any, config: dict[str, Any],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock(time.time())
+    table = new_table(emulator, [lease(0, clock.now() + 600, owner="a", version=7), lease(1, clock.now() + 600)])
+    after_scans(monkeypatch,
+                (1, lambda: emulator.delete_item(TableName=table, Key={"lease_id": {"S": "host-00000"}})),
+                (2, lambda: emulator.put_item(TableName=table, Item=lease(0, clock.now() + 600, owner="b"))))
+    probe = probes._probe(table, "lease_id", "owner", "expires_at", "s", "version", "", config, clock)
+    assert probes._double_owned(1.5, probe) == 0
 
 
 # --- the fault ---------------------------------------------------------------------------------------
@@ -304,6 +376,24 @@ def test_expire_leases_in_ms_and_iso_stays_readable(emulator: Any, config: dict[
         table = new_table(emulator, fleet(3, 0, unit=unit))
         assert actions.expire_leases(2, table, expiry_unit=schema_unit, configuration=config)["expired"] == 2
         assert probes.expired_lease_count(table, expiry_unit=schema_unit, configuration=config) == 2
+
+
+@pytest.mark.parametrize(("unit", "stored", "pattern"), [
+    ("s", {"N": "1763600000"}, r"^\d+$"),                                           # integer seconds
+    ("ms", {"S": "1763600000000"}, r"^\d+$"),                                       # integer ms, as text
+    ("iso", {"S": "2025-11-20T00:53:20Z"}, r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"),        # Z, no fraction
+    ("iso", {"S": "2025-11-20T00:53:20.000+01:00"}, r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+01:00$"),
+])
+def test_expire_leases_keeps_the_stored_format(emulator: Any, config: dict[str, Any], unit: str,
+                                               stored: dict[str, str], pattern: str) -> None:
+    item = {"lease_id": {"S": "host-00000"}, "owner": {"S": "a"}, "version": {"N": "1"}}
+    table = new_table(emulator, [item | {"expires_at": stored}])
+    live = LeaseSchema(table, expiry_unit=unit).encode_expiry(time.time() + 600, stored)  # same format, later
+    emulator.put_item(TableName=table, Item=item | {"expires_at": live})
+    assert actions.expire_leases(1, table, expiry_unit=unit, configuration=config)["expired"] == 1
+    written = emulator.get_item(TableName=table, Key={"lease_id": {"S": "host-00000"}})["Item"]["expires_at"]
+    assert set(written) == set(stored) and re.match(pattern, next(iter(written.values()))), written
+    assert probes.expired_lease_count(table, expiry_unit=unit, configuration=config) == 1
 
 
 def test_expire_leases_skips_a_lease_renewed_in_between(emulator: Any, config: dict[str, Any]) -> None:
@@ -357,3 +447,12 @@ def test_cli_verdicts(emulator: Any, lab_state_file: Path, loops: list[Loop]) ->
                                                                       "seconds_to_live_fraction"]
     code, verdict = run_cli("no-such-leases", state=lab_state_file)
     assert code == 2 and "table" in verdict["error"]
+
+
+def test_cli_without_a_version_can_pass(emulator: Any, lab_state_file: Path) -> None:
+    healthy = new_table(emulator, fleet(4, 0))
+    code, verdict = run_cli(healthy, "--version", "", "--window", "0.5", state=lab_state_file)
+    assert code == 0 and verdict["ok"] is True, verdict
+    skipped = {c["name"]: c for c in verdict["checks"] if "skipped" in c}
+    assert set(skipped) == {"not_collapsed"} and skipped["not_collapsed"]["ok"] is None
+    assert "version" in skipped["not_collapsed"]["skipped"]

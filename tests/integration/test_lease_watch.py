@@ -11,12 +11,14 @@ from typing import Any
 import pytest
 from chaoslib.exceptions import InterruptExecution, InvalidControl
 
-from chaos_dynamo.clock import wait_until
+from chaos_dynamo.clock import FakeClock, wait_until
+from chaos_dynamo.errors import LabError
 from chaos_dynamo.lease import control, probes, timeline
+from chaos_dynamo.lease.measure import Page
 from chaos_dynamo.lease.ops import LeaseItem
 from chaos_dynamo.lease.schema import LeaseSchema
 from chaos_dynamo.lease.timeline import Sample
-from chaos_dynamo.lease.watch import Watcher, timeline_path
+from chaos_dynamo.lease.watch import Watcher, read_status, timeline_path
 from tests.integration.test_lease_probes import (  # noqa: F401 - fixtures
     SERVICE,
     Loop,
@@ -55,48 +57,128 @@ def _stop_watchers() -> Any:
 
 
 class FlakyReader:
-    """Answers a fixed table; the scans listed in ``fail`` raise; each scan takes ``took`` s."""
+    """Answers a fixed table on a fake clock; the scans listed in ``fail`` raise (all from
+    ``fail_from`` on); each scan takes ``took`` fake seconds; a scan blocks while ``hold``
+    is clear."""
 
-    def __init__(self, fail: set[int] = frozenset(), took: float = 0.0) -> None:  # type: ignore[assignment]
-        self.fail, self.took, self.scans = fail, took, 0
+    def __init__(self, clock: FakeClock, fail: set[int] = frozenset(), took: float = 0.0,  # type: ignore[assignment]
+                 fail_from: int | None = None, version: int = 0) -> None:
+        self.clock, self.fail, self.took, self.fail_from, self.version = clock, fail, took, fail_from, version
+        self.scans = 0
+        self.hold = threading.Event()
+        self.hold.set()
+        self.scanning = threading.Event()
 
-    def scan(self) -> list[LeaseItem]:
+    def pages(self) -> list[Page]:
         self.scans += 1
-        time.sleep(self.took)
-        if self.scans in self.fail:
+        self.scanning.set()
+        assert self.hold.wait(10)
+        self.clock.advance(self.took)
+        if self.scans in self.fail or (self.fail_from is not None and self.scans >= self.fail_from):
             raise ConnectionError("the emulator went away")
-        return [LeaseItem("a", "o", time.time() + 60, self.scans), LeaseItem("b", "o", time.time() - 1, 1)]
+        now = self.clock.now()
+        return [Page(now, (LeaseItem("a", "o", now + 60, self.version + self.scans), LeaseItem("b", "o", now - 1, 1)))]
+
+
+class Steps:
+    """The watcher's waits, on a fake clock: each moves the clock by the wait, then lets the
+    watcher go on only when the test allows one more step (or it is stopped)."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self._allowed = threading.Semaphore(0)
+
+    def allow(self, steps: int) -> None:
+        for _ in range(steps):
+            self._allowed.release()
+
+    def wait(self, stop: threading.Event, seconds: float) -> bool:
+        self.clock.advance(seconds)
+        while not self._allowed.acquire(timeout=0.05):
+            if stop.is_set():
+                return True
+        return stop.is_set()
+
+
+def stepped(tmp_path: Path, reader: FlakyReader, path: Path | None = None, interval: float = 0.05) -> tuple[Watcher, Steps]:
+    steps = Steps(reader.clock)
+    watcher = Watcher(LeaseSchema("leases"), reader, path or tmp_path / "t.jsonl", interval=interval,
+                      clock=reader.clock, wait=steps.wait)
+    return watcher, steps
 
 
 def test_watcher_survives_failed_scans_and_stops(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "leases" / "t.jsonl"
     path.parent.mkdir()
     path.write_text('{"t": 1, "event": "trigger_end"}\n')  # a previous run's file is truncated
-    reader = FlakyReader(fail={2, 3, 4})
-    watcher = Watcher(LeaseSchema("leases"), reader, path, interval=0.05)
+    watcher, steps = stepped(tmp_path, FlakyReader(FakeClock(), fail={2, 3, 4}), path)
     with caplog.at_level(logging.INFO, logger="chaostoolkit"):
         first = watcher.start()
         assert (first.total, first.live, first.attempts) == (2, 1, None)
-        assert wait_until(lambda: len(samples(path)) >= 3, timeout=10)
+        steps.allow(6)  # scans 2-4 fail, 5-7 succeed
+        assert wait_until(lambda: watcher.samples == 4, timeout=10)
         watcher.stop()
     assert not watcher_threads() and not watcher.running
     written = timeline.read(path)
-    assert written.markers == () and len(written.samples) == watcher.samples >= 3
+    assert written.markers == () and len(written.samples) == watcher.samples == 4
     assert watcher.failures == 3
     failures = [r for r in caplog.records if "failed" in r.getMessage() and "emulator went away" in r.getMessage()]
     assert len(failures) == 1  # said once, not per scan
     assert any("succeed again" in r.getMessage() for r in caplog.records)
-    assert [s.version_sum for s in written.samples] == sorted(s.version_sum for s in written.samples)
+    assert [s.version_sum for s in written.samples] == [2, 6, 7, 8]
 
 
 def test_watcher_stretches_its_interval_for_slow_scans(tmp_path: Path) -> None:
-    watcher = Watcher(LeaseSchema("leases"), FlakyReader(took=0.15), tmp_path / "t.jsonl", interval=0.05)
+    watcher, steps = stepped(tmp_path, FlakyReader(FakeClock(), took=0.15))
     watcher.start()
     try:
-        assert wait_until(lambda: watcher.samples >= 3, timeout=10)
-        assert watcher.effective_interval >= 0.25
+        steps.allow(3)
+        assert wait_until(lambda: watcher.samples == 4, timeout=10)
+        assert watcher.effective_interval == pytest.approx(0.3)
         times = [s.t for s in samples(tmp_path / "t.jsonl")]
-        assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 0.25
+        assert [round(b - a, 6) for a, b in zip(times, times[1:], strict=False)] == [0.45, 0.3, 0.3]
+    finally:
+        watcher.stop()
+
+
+def test_an_older_watcher_never_writes_into_a_newer_ones_file(tmp_path: Path) -> None:
+    clock = FakeClock()
+    old_reader = FlakyReader(clock)
+    old, steps = stepped(tmp_path, old_reader)
+    old.start()
+    old_reader.hold.clear()
+    old_reader.scanning.clear()
+    steps.allow(1)
+    assert old_reader.scanning.wait(10)  # the old thread is inside a scan that hangs
+    new, _ = stepped(tmp_path, FlakyReader(clock, version=100))
+    new.start()  # truncates the file and takes it over (the old one was never stopped)
+    old_reader.hold.set()
+    assert wait_until(lambda: not old.running, timeout=10)  # it noticed, and ended
+    assert [s.version_sum for s in samples(tmp_path / "t.jsonl")] == [102]
+    assert (old.samples, new.samples) == (1, 1)
+    new.stop()
+    old.stop()
+
+
+def test_a_probe_on_a_stale_timeline_names_the_watchers_last_scan_error(tmp_path: Path) -> None:
+    clock = FakeClock()
+    state = tmp_path / "lab.json"
+    path = timeline_path("leases", state)
+    reader = FlakyReader(clock, fail_from=2)
+    watcher, steps = stepped(tmp_path, reader, path, interval=1.0)
+    watcher.start()
+    try:
+        steps.allow(1)
+        assert wait_until(lambda: watcher.failures == 1, timeout=10)
+        status = read_status(path)
+        assert status is not None and status["failing"] is True
+        assert "emulator went away" in status["last_error"]["error"]
+        probe = probes._probe("leases", "lease_id", "owner", "expires_at", "s", "version", "",
+                              {"chaos_dynamo_state": str(state)}, clock)
+        with pytest.raises(LabError) as info:
+            probes._seconds_to_live(1.0, 600, probe)  # half the leases stay expired: it waits, then
+        message = str(info.value)
+        assert "stopped writing" in message and "ConnectionError: the emulator went away" in message
     finally:
         watcher.stop()
 
@@ -113,6 +195,9 @@ def test_control_records_samples_markers_and_attempts(emulator: Any, through_lb:
     path = timeline_path(table, settings["chaos_dynamo_state"])
     control.before_experiment_control({}, configuration=configuration)
     assert len(watcher_threads()) == 1
+    client = control._watchers[path].reader.client  # type: ignore[attr-defined]
+    assert (client.meta.config.read_timeout, client.meta.config.retries["total_max_attempts"]) == (10.0, 2)
+    assert (read_status(path) or {}).get("service") == SERVICE
     assert wait_until(lambda: len(samples(path)) >= 3, timeout=10)
     control.before_method_control({}, configuration=configuration)
     count = len(samples(path))
@@ -212,3 +297,32 @@ def test_settings_default_the_service_to_service_name(lab_state_file: Path) -> N
     assert got["path"] == lab_state_file.parent / "leases" / "t-leases.jsonl"
     assert control.watcher_settings(base | {"lease_service": ""})["service"] == ""
     assert control.watcher_settings(base, {"lease_service": "other"})["service"] == "other"
+
+
+def test_deleted_leases_count_against_the_watchers_baseline(emulator: Any, settings: dict[str, Any]) -> None:  # noqa: F811
+    table = new_table(emulator, fleet(4, 0))
+    configuration = settings | {"lease_table": table, "lease_service": ""}
+    control.before_experiment_control({}, configuration=configuration)  # its first scan: 4 leases
+    for i in range(3):
+        emulator.delete_item(TableName=table, Key={"lease_id": {"S": f"host-{i:05d}"}})
+    path = timeline_path(table, settings["chaos_dynamo_state"])
+    assert wait_until(lambda: samples(path)[-1].total == 1, timeout=10)
+    assert probes.live_lease_fraction(table, configuration=configuration) == 0.25
+    assert probes.expired_lease_count(table, configuration=configuration) == 3
+    report = probes.lease_report(table, window=0.5, configuration=configuration)
+    assert (report["live_fraction"], report["missing"], report["baseline"]) == (0.25, 3, 4)
+
+
+def test_a_probe_counts_the_service_it_names_not_the_watchers(emulator: Any, through_lb: Any,  # noqa: F811
+                                                              settings: dict[str, Any], loops: list[Loop]) -> None:  # noqa: F811
+    table = new_table(emulator, fleet(3, 0))
+    keys = iter(range(10**9))
+    loops.append(Loop(lambda: renew(through_lb, table, f"host-{next(keys) % 3:05d}"), pause=0.05))
+    configuration = settings | {"lease_table": table}  # the watcher counts SERVICE's requests
+    control.before_experiment_control({}, configuration=configuration)
+    control.after_method_control({}, state=None, configuration=configuration)
+    other = probes.lease_goodput(table, window=1.0, service="someone-else", configuration=configuration)
+    assert other["source"] == "watcher" and other["attempts"] == 0 and other["renewals"] > 0
+    assert any(f"the watcher counted the requests of {SERVICE!r}, not 'someone-else'" in n for n in other["notes"])
+    same = probes.lease_goodput(table, window=1.0, service=SERVICE, configuration=configuration)
+    assert same["attempts"] > 0 and not same["notes"]

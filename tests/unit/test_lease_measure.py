@@ -45,7 +45,7 @@ def test_busy_and_flat_below_target_is_a_collapse() -> None:
     assert result["improvement"] == pytest.approx(0.01) and result["below_target"] is True
     assert result["samples"] == 11 and result["attempts_known"] is True
     for key in ("target", "min_improvement", "max_efficiency", "min_attempts_per_second", "start", "end",
-                "min_live_fraction", "max_live_fraction", "renewals", "attempts", "total"):
+                "min_live_fraction", "max_live_fraction", "renewals", "attempts", "total", "baseline", "missing"):
         assert key in result
 
 
@@ -102,6 +102,63 @@ def test_too_few_samples_raise() -> None:
         verdict(series([0.0]))
 
 
+# --- the baseline: deleted leases are not live ------------------------------------------------
+
+
+def test_deleted_leases_lower_the_live_fraction() -> None:
+    # 100 leases, 90 expired; then the 90 are deleted: 10 of 10 left are live, but 10 of 100 held.
+    samples = [Sample(T0, 100, 10, 90, 100), Sample(T0 + 1, 10, 10, 0, 10)]
+    points = measure.judge(samples)
+    assert [p.fraction for p in points] == [0.1, 0.1]
+    assert [p.missing for p in points] == [0, 90] and points[1].not_live == 90
+    assert measure.live_fraction(samples[1], baseline=100) == 0.1
+    assert measure.time_to_fraction(samples, T0, 0.99) is None
+    # the baseline is the largest total seen so far: a table that grows is not penalised
+    growing = measure.judge([Sample(T0, 50, 50, 0, 50), Sample(T0 + 1, 100, 100, 0, 100)])
+    assert [p.fraction for p in growing] == [1.0, 1.0]
+
+
+def test_a_collapse_hidden_by_deletes_is_still_a_collapse() -> None:
+    # The manager deletes the leases it gives up on: the few left are live, the rest gone.
+    samples = [Sample(T0 - 1, 100, 100, 0, 100, attempts=0)]
+    samples += [Sample(T0 + i, 5, 5, 0, 100, attempts=50 * (i + 1)) for i in range(11)]
+    result = verdict(Timeline(tuple(samples)))
+    assert result["collapsed"] is True, result["reason"]
+    assert result["max_live_fraction"] == 0.05 and result["missing"] == 95 and result["baseline"] == 100
+
+
+def test_samples_before_any_lease_are_skipped() -> None:
+    # The watcher's first scans find the table still empty; the service writes its leases later.
+    samples = [Sample(T0 + i, 0, 0, 0, 0, attempts=0) for i in range(3)]
+    samples += [Sample(T0 + 3 + i, 10, 10, 0, 10 + i, attempts=5 * i) for i in range(3)]
+    points = measure.judge(samples)
+    assert [p.fraction for p in points] == [None, None, None, 1.0, 1.0, 1.0]
+    assert measure.time_to_fraction(samples, T0, 1.0) == 3.0
+    result = verdict(Timeline(tuple(samples)))
+    assert result["samples"] == 3 and result["collapsed"] is False
+    assert measure.downsample(Timeline(tuple(samples)))[0]["live_fraction"] is None
+    with pytest.raises(LabError, match="too few"):
+        verdict(Timeline(tuple(samples[:3])))
+
+
+# --- pages: each judged when it arrived -----------------------------------------------------------
+
+
+def test_each_page_is_judged_when_it_arrived() -> None:
+    # A long scan: the first page arrived at T0, the last at T0 + 30. A lease of the first
+    # page expiring at T0 + 10 was live when read, though expired by the scan's end.
+    first = measure.Page(T0, (LeaseItem("a", "o", T0 + 10, 1), LeaseItem("b", "o", T0 - 1, 1)))
+    last = measure.Page(T0 + 30, (LeaseItem("c", "o", T0 + 40, 1),))
+    sample = measure.sample_of_pages([first, last], attempts=3)
+    assert (sample.t, sample.total, sample.live, sample.expired, sample.attempts) == (T0 + 30, 3, 2, 1, 3)
+    tracker = measure.DoubleOwnerTracker()
+    tracker.feed_pages([first, last])
+    # the next scan's first page (T0 + 5) shows "a" taken over while its expiry (T0 + 10) was ahead
+    tracker.feed_pages([measure.Page(T0 + 5, (LeaseItem("a", "p", T0 + 60, 2),)),
+                        measure.Page(T0 + 35, (LeaseItem("b", "o", T0 - 1, 1), LeaseItem("c", "o", T0 + 40, 1)))])
+    assert tracker.takeovers == 1
+
+
 # --- goodput and time to fraction ---------------------------------------------------------
 
 
@@ -139,7 +196,7 @@ def test_sample_of_counts_expiry_at_t_as_expired() -> None:
     sample = measure.sample_of(items, T0, attempts=7, double_owned=1)
     assert (sample.total, sample.live, sample.expired, sample.version_sum) == (3, 1, 2, 9)
     assert (sample.attempts, sample.double_owned) == (7, 1)
-    assert measure.sample_of([], T0).live_fraction == 1.0
+    assert measure.live_fraction(measure.sample_of([], T0)) is None  # no leases: no fraction
 
 
 # --- double owners -----------------------------------------------------------------------
@@ -170,6 +227,22 @@ def test_version_regression_counts_unless_the_table_has_no_version() -> None:
     assert unversioned.feed([lease("a", "x", T0 + 10, 0)], T0 + 1) == 0
 
 
+def test_release_and_acquiring_a_released_lease_are_not_takeovers() -> None:
+    tracker = measure.DoubleOwnerTracker()
+    tracker.feed([lease("a", "x", T0 + 10, 1)], T0)
+    assert tracker.feed([lease("a", "", T0 + 10, 2)], T0 + 1) == 0      # x releases it, expiry untouched
+    assert tracker.feed([lease("a", "y", T0 + 20, 3)], T0 + 2) == 0     # y acquires the released lease
+    assert tracker.feed([lease("a", "z", T0 + 30, 4)], T0 + 3) == 1     # z takes it from live y: counted
+
+
+def test_a_lease_deleted_and_created_again_is_new() -> None:
+    tracker = measure.DoubleOwnerTracker()
+    tracker.feed([lease("a", "x", T0 + 10, 7), lease("b", "x", T0 + 10, 1)], T0)
+    assert tracker.feed([lease("b", "x", T0 + 10, 1)], T0 + 1) == 0            # "a" deleted: forgotten
+    assert tracker.feed([lease("a", "y", T0 + 20, 1), lease("b", "x", T0 + 10, 1)], T0 + 2) == 0
+    assert tracker.regressions == 0 and tracker.takeovers == 0
+
+
 def test_tracker_memory_is_one_entry_per_lease() -> None:
     tracker = measure.DoubleOwnerTracker()
     for scan in range(200):
@@ -187,7 +260,8 @@ def test_downsample_keeps_first_and_last_and_at_most_max_points() -> None:
     assert points[0]["t"] == T0 and points[-1]["t"] == T0 + 999
     assert sorted(p["t"] for p in points) == [p["t"] for p in points]
     assert len(measure.downsample(series([1.0] * 5))) == 5
-    assert set(points[0]) == {"t", "live_fraction", "live", "total", "version_sum", "attempts", "double_owned"}
+    assert set(points[0]) == {"t", "live_fraction", "live", "total", "missing", "version_sum", "attempts",
+                              "double_owned"}
 
 
 def test_sample_gap_is_the_median_recent_gap() -> None:
@@ -217,3 +291,22 @@ def test_attempt_counter_attributes_dedupes_and_counts_late_records() -> None:
     # now; the T0+9 one is due now too.
     log.append(LbRecord(T0 + 2.5, "lb-2", "127.0.0.9", 7, 5.0))
     assert counter.count(until=T0 + 10) == 5
+
+
+def test_attempt_counter_reaches_back_over_the_queue_wait() -> None:
+    # DynamoDB's queue holds 30 s of work: a request that arrived at T0+20 is logged only
+    # once served, after later requests (up to T0+40) were logged and counted.
+    log: list[LbRecord] = []
+
+    def fetch(since: float) -> list[LbRecord]:
+        return [r for r in log if r.time >= since]
+
+    queued = [0.0]
+    counter = AttemptCounter("svc", fetch, lambda: {}, start=T0, queue_wait=lambda: queued[0])
+    log.append(LbRecord(T0 + 1, "lb-1", "127.0.0.5", 1, 0.01, service="svc"))
+    assert counter.count(until=T0 + 2) == 1
+    queued[0] = 30.0  # the queue has grown: latencies jump before any slow request is logged
+    log.append(LbRecord(T0 + 40, "lb-1", "127.0.0.5", 2, 0.01, service="svc"))
+    assert counter.count(until=T0 + 41) == 2
+    log.append(LbRecord(T0 + 20, "lb-2", "127.0.0.5", 3, 25.0, service="svc"))  # logged late
+    assert counter.count(until=T0 + 46) == 3
