@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/run.py                 # everything (about 2.5 minutes)
+    python bench/run.py                 # everything (about 6 minutes)
     python bench/run.py --quick         # shorter loads, one lab-start run
     python bench/run.py --only dns      # one benchmark (repeat --only for more)
 
@@ -31,7 +31,15 @@ except ImportError:  # run as a script: the repo root is not on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from bench import _common as common
 
-from bench import bench_dns, bench_explorer, bench_lab_start, bench_lb, bench_race, bench_storm
+from bench import (
+    bench_dns,
+    bench_explorer,
+    bench_lab_start,
+    bench_lb,
+    bench_lease,
+    bench_race,
+    bench_storm,
+)
 
 BENCHMARKS: dict[str, Callable[[bool], common.BenchResult]] = {
     bench_lab_start.NAME: bench_lab_start.run,
@@ -40,6 +48,7 @@ BENCHMARKS: dict[str, Callable[[bool], common.BenchResult]] = {
     bench_explorer.NAME: bench_explorer.run,
     bench_race.NAME: bench_race.run,
     bench_storm.NAME: bench_storm.run,
+    bench_lease.NAME: bench_lease.run,
 }
 RESULTS_PATH = common.BENCH_DIR / "results.json"
 
