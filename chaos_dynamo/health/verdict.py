@@ -20,8 +20,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from chaos_dynamo.errors import ChaosDynamoError
 from chaos_dynamo.health import probes
+from chaos_dynamo.verdicts import print_verdict
 
 
 class _Parser(argparse.ArgumentParser):
@@ -90,10 +90,4 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``probes/health``; print one JSON verdict; 0 ok, 1 not ok, 2 usage or lab error."""
     args = parser().parse_args(argv)
-    try:
-        verdict = run(args)
-    except ChaosDynamoError as exc:
-        print(json.dumps({"probe": "health", "ok": False, "error": f"{type(exc).__name__}: {exc}"}))
-        return 2
-    print(json.dumps(verdict))
-    return 0 if verdict["ok"] else 1
+    return print_verdict("health", lambda: run(args))

@@ -41,7 +41,7 @@ from typing import Any, Protocol
 
 from chaos_dynamo.clock import REAL_CLOCK, Clock
 from chaos_dynamo.control._client import JsonDict
-from chaos_dynamo.errors import ChaosDynamoError, ConfigError, LabError
+from chaos_dynamo.errors import ConfigError, LabError
 from chaos_dynamo.lease import measure, timeline
 from chaos_dynamo.lease.schema import LeaseSchema
 from chaos_dynamo.lease.table import TableReader, table_reader
@@ -53,6 +53,7 @@ from chaos_dynamo.lease.watch import (
     read_status,
     timeline_path,
 )
+from chaos_dynamo.verdicts import print_verdict
 
 __all__ = ["live_lease_fraction", "expired_lease_count", "seconds_to_live_fraction", "lease_goodput",
            "lease_collapse", "double_owned_leases", "lease_report"]
@@ -718,11 +719,4 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``probes/lease``; print one JSON verdict; 0 pass, 1 fail, 2 usage or lab error."""
     args = parser().parse_args(argv)
-    try:
-        verdict = run(args)
-    except ChaosDynamoError as exc:
-        print(json.dumps({"probe": "lease", "ok": False, "table": args.table,
-                          "error": f"{type(exc).__name__}: {exc}"}))
-        return 2
-    print(json.dumps(verdict, default=str))
-    return 0 if verdict["ok"] else 1
+    return print_verdict("lease", lambda: run(args), {"table": args.table})

@@ -23,8 +23,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from chaos_dynamo.errors import ChaosDynamoError
 from chaos_dynamo.retry import probes
+from chaos_dynamo.verdicts import print_verdict
 
 DEFAULT_MAX_AMPLIFICATION = 2.0
 DEFAULT_MAX_ATTEMPTS = 4.0
@@ -104,11 +104,4 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``probes/retry``; print one JSON verdict; 0 pass, 1 fail, 2 usage or lab error."""
     args = parser().parse_args(argv)
-    try:
-        verdict = run(args)
-    except ChaosDynamoError as exc:
-        print(json.dumps({"probe": "retry", "ok": False, "service": args.service,
-                          "error": f"{type(exc).__name__}: {exc}"}))
-        return 2
-    print(json.dumps(verdict, default=str))
-    return 0 if verdict["ok"] else 1
+    return print_verdict("retry", lambda: run(args), {"service": args.service})
