@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -128,3 +129,26 @@ def interrupt_once_empty(experiment: Path, info: LabInfo, state_file: Path, tmp_
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
     return process.returncode, output
+
+
+def http_get(url: str) -> tuple[int, str]:
+    """(status, body) of a GET; an HTTP error status is an answer, not an exception."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def prometheus_samples(text: str, types: tuple[str, ...] = ("counter", "gauge")) -> dict[str, float]:
+    """Prometheus text -> {name{labels}: value}; every sample's metric must be declared with
+    one of ``types`` (a summary's samples are its ``_sum`` and ``_count``)."""
+    declared = set(re.findall(rf"^# TYPE (\S+) (?:{'|'.join(types)})$", text, re.M))
+    suffix = r"(_sum|_count)?(\{.*\})?$" if "summary" in types else r"\{.*\}$"
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            assert re.sub(suffix, "", name) in declared, line
+            values[name] = float(value)
+    return values

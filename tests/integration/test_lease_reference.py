@@ -6,12 +6,9 @@ hardened fleet re-establishes every lease once the endpoint is back)."""
 from __future__ import annotations
 
 import json
-import re
 import signal
 import subprocess
 import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -26,30 +23,15 @@ from chaos_dynamo.lab.state import LabInfo, write_state
 from chaos_dynamo.lbfleet.actions import close_connections
 from chaos_dynamo.services import actions, supervisor
 from chaos_dynamo.services.registry import read_record
-from tests.conftest import BIN, ROOT
+from tests.conftest import BIN, ROOT, prometheus_samples
+from tests.conftest import http_get as get
 
 pytestmark = pytest.mark.integration
 
 
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
 def metrics(url: str) -> dict[str, float]:
     """Prometheus text -> {name{labels}: value}; every sample's metric must be declared."""
-    text = get(url)[1]
-    declared = set(re.findall(r"^# TYPE (\S+) (?:counter|gauge)$", text, re.M))
-    values: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            assert re.sub(r"\{.*\}$", "", name) in declared, line
-            values[name] = float(value)
-    return values
+    return prometheus_samples(get(url)[1])
 
 
 def table_items(info: LabInfo, table: str) -> dict[str, dict[str, Any]]:

@@ -8,12 +8,9 @@ exit 0 quickly on SIGTERM. The endpoint is never emptied here.
 from __future__ import annotations
 
 import json
-import re
 import signal
 import subprocess
 import time
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +22,8 @@ from chaos_dynamo.clock import wait_until
 from chaos_dynamo.lab.lab import Lab
 from chaos_dynamo.lab.state import LabInfo
 from chaos_dynamo.services.reference import KINDS
-from tests.conftest import BIN, ROOT
+from tests.conftest import BIN, ROOT, prometheus_samples
+from tests.conftest import http_get as get
 
 pytestmark = pytest.mark.integration
 
@@ -59,25 +57,9 @@ def start(kind: str, env: dict[str, str], tmp_path: Path, *args: str) -> Service
     return Service(kind, app, process, ready, output)
 
 
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
 def samples(text: str) -> dict[str, float]:
     """Prometheus text -> {name{labels}: value}; every sample's metric must be declared."""
-    declared = set(re.findall(r"^# TYPE (\S+) (?:counter|gauge|summary)$", text, re.M))
-    values: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            base = re.sub(r"(_sum|_count)?(\{.*\})?$", "", name)
-            assert base in declared, line
-            values[name] = float(value)
-    return values
+    return prometheus_samples(text, ("counter", "gauge", "summary"))
 
 
 def test_every_kind_serves_health_and_metrics_reaches_the_lab_and_stops_cleanly(
