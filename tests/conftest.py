@@ -9,9 +9,10 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -152,3 +153,28 @@ def prometheus_samples(text: str, types: tuple[str, ...] = ("counter", "gauge"))
             assert re.sub(suffix, "", name) in declared, line
             values[name] = float(value)
     return values
+
+
+class HoldClock:
+    """A clock for an activity that holds a fault for some seconds (``empty_endpoint_for``,
+    ``slow_dynamodb_for``): real ``now``/``monotonic``, and a ``sleep`` that records how long
+    it was asked for, calls ``look`` to see the lab during the fault, then returns at once or
+    raises ``interrupt`` (a Ctrl-C in the middle of the hold)."""
+
+    def __init__(self, look: Callable[[], Any], interrupt: BaseException | None = None) -> None:
+        self.look = look
+        self.interrupt = interrupt
+        self.slept: list[float] = []
+        self.seen_during: Any = None
+
+    def now(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.seen_during = self.look()
+        if self.interrupt is not None:
+            raise self.interrupt

@@ -22,7 +22,7 @@ from chaos_dynamo.lab.state import LabInfo
 from chaos_dynamo.lbfleet import actions as lb_actions
 from chaos_dynamo.lbfleet.proxy import HEALTH_PATH
 from chaos_dynamo.services.attribution import SERVICE_HEADER
-from tests.conftest import control
+from tests.conftest import HoldClock, control
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -252,34 +252,11 @@ def test_bad_capacity_input_names_the_field_and_changes_nothing(
     assert control(lab_info, "dynamodb/capacity")[1] == before
 
 
-class _Hold:
-    """A clock for ``slow_dynamodb_for``: real time, and a ``sleep`` that looks at the
-    capacity during the slow window, then returns at once or raises ``interrupt``."""
-
-    def __init__(self, lab: Lab, interrupt: BaseException | None = None) -> None:
-        self.lab = lab
-        self.interrupt = interrupt
-        self.slept: list[float] = []
-        self.seen_during: dict[str, Any] | None = None
-
-    def now(self) -> float:
-        return time.time()
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.seen_during = capacity(self.lab)
-        if self.interrupt is not None:
-            raise self.interrupt
-
-
 def test_slow_dynamodb_for_slows_then_restores_the_previous_service_time(
     lab: Lab, config: dict[str, Any], monkeypatch: pytest.MonkeyPatch, unlimited_after: None
 ) -> None:
     lb_actions.set_dynamodb_capacity(slots=2, service_time=0.01, configuration=config)
-    hold = _Hold(lab)
+    hold = HoldClock(lambda: capacity(lab))
     monkeypatch.setattr(lb_actions, "_clock", hold)
     result = lb_actions.slow_dynamodb_for(42.0, 0.3, configuration=config)
     assert hold.seen_during is not None and (hold.seen_during["slots"], hold.seen_during["service_time"]) == (2, 0.3)
@@ -306,7 +283,7 @@ def test_slow_dynamodb_for_restores_when_the_wait_is_interrupted(
     unlimited_after: None
 ) -> None:
     lb_actions.set_dynamodb_capacity(slots=4, service_time=0.02, configuration=config)
-    hold = _Hold(lab, interrupt)
+    hold = HoldClock(lambda: capacity(lab), interrupt)
     monkeypatch.setattr(lb_actions, "_clock", hold)
     with pytest.raises(type(interrupt)):
         lb_actions.slow_dynamodb_for(600.0, 1.5, configuration=config)

@@ -21,7 +21,7 @@ from chaos_dynamo.lab.state import LabInfo
 from chaos_dynamo.lbfleet import actions as lb_actions
 from chaos_dynamo.lbfleet.proxy import ERROR_CODES
 from chaos_dynamo.services.attribution import SERVICE_HEADER
-from tests.conftest import control
+from tests.conftest import HoldClock, control
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -248,34 +248,11 @@ def test_bad_fault_inputs_name_the_field_and_change_nothing(
 # --- an outage of a given length --------------------------------------------------------------
 
 
-class _Hold:
-    """A clock for ``empty_endpoint_for``: real ``now``, and a ``sleep`` that looks at the lab
-    during the outage and then returns at once or raises ``interrupt``."""
-
-    def __init__(self, info: LabInfo, interrupt: BaseException | None = None) -> None:
-        self.info = info
-        self.interrupt = interrupt
-        self.slept: list[float] = []
-        self.seen_during: tuple[str, ...] | None = None
-
-    def now(self) -> float:
-        return time.time()
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.seen_during = query(self.info.dns, PRIMARY).addresses
-        if self.interrupt is not None:
-            raise self.interrupt
-
-
 def test_empty_endpoint_for_empties_holds_and_restores(
     lab: Lab, lab_info: LabInfo, config: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
     healthy_after: None
 ) -> None:
-    hold = _Hold(lab_info)
+    hold = HoldClock(lambda: query(lab_info.dns, PRIMARY).addresses)
     monkeypatch.setattr(actions, "_clock", hold)
     start = time.time()
     result = actions.empty_endpoint_for(42.0, configuration=config)
@@ -296,7 +273,7 @@ def test_empty_endpoint_for_restores_when_the_wait_is_interrupted(
     lab: Lab, lab_info: LabInfo, config: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
     interrupt: BaseException, healthy_after: None
 ) -> None:
-    hold = _Hold(lab_info, interrupt)
+    hold = HoldClock(lambda: query(lab_info.dns, PRIMARY).addresses, interrupt)
     monkeypatch.setattr(actions, "_clock", hold)
     start = time.time()
     with pytest.raises(type(interrupt)):
