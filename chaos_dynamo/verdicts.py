@@ -13,6 +13,16 @@ from typing import Any
 from chaos_dynamo.errors import ChaosDynamoError
 
 
+def check(name: str, value: Any, op: str, limit: Any, reason: str = "") -> dict[str, Any]:
+    """One judged check of a verdict: ``value op limit`` (``<=``, ``>=`` or ``==``); a value
+    that could not be measured fails, with ``reason``."""
+    if value is None:
+        return {"name": name, "value": None, "op": op, "limit": limit, "ok": False,
+                "reason": reason or "not measured"}
+    ok = {"<=": value <= limit, ">=": value >= limit, "==": value == limit}[op]
+    return {"name": name, "value": value, "op": op, "limit": limit, "ok": bool(ok)}
+
+
 def print_verdict(probe: str, judge: Callable[[], Mapping[str, Any]],
                   subject: Mapping[str, Any] | None = None) -> int:
     """Print ``judge()``'s verdict (which has an ``ok`` key) and return the exit code; an

@@ -53,6 +53,7 @@ from chaos_dynamo.lease.watch import (
     read_status,
     timeline_path,
 )
+from chaos_dynamo.verdicts import check as _check
 from chaos_dynamo.verdicts import print_verdict
 
 __all__ = ["live_lease_fraction", "expired_lease_count", "seconds_to_live_fraction", "lease_goodput",
@@ -679,14 +680,6 @@ def parser() -> argparse.ArgumentParser:
 def _skipped(name: str, op: str, limit: Any, reason: str) -> dict[str, Any]:
     """A check that cannot be computed by design (not a failure): ``"ok": null``."""
     return {"name": name, "value": None, "op": op, "limit": limit, "ok": None, "skipped": reason}
-
-
-def _check(name: str, value: Any, op: str, limit: Any, reason: str = "") -> dict[str, Any]:
-    if value is None:
-        return {"name": name, "value": None, "op": op, "limit": limit, "ok": False,
-                "reason": reason or "not measured"}
-    ok = {"<=": value <= limit, ">=": value >= limit, "==": value == limit}[op]
-    return {"name": name, "value": value, "op": op, "limit": limit, "ok": bool(ok)}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

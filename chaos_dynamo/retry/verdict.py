@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from chaos_dynamo.retry import probes
-from chaos_dynamo.verdicts import print_verdict
+from chaos_dynamo.verdicts import check, print_verdict
 
 DEFAULT_MAX_AMPLIFICATION = 2.0
 DEFAULT_MAX_ATTEMPTS = 4.0
@@ -66,11 +66,7 @@ def _check(name: str, measured: dict[str, Any], op: str, limit: float | None,
     if limit is None:
         return None
     number = measured.get("value") if value is None else value
-    if number is None:
-        reason = measured.get("skipped") or "not measured"
-        return {"name": name, "value": None, "op": op, "limit": limit, "ok": False, "reason": reason}
-    ok = number <= limit if op == "<=" else number >= limit
-    return {"name": name, "value": number, "op": op, "limit": limit, "ok": bool(ok)}
+    return check(name, number, op, limit, measured.get("skipped") or "")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
