@@ -6,15 +6,22 @@ It answers as Route 53 does as an authoritative server, including the answer tha
 mattered in us-east-1: a name that exists (or existed) with its records gone gets
 NOERROR with zero answers, not NXDOMAIN.
 
+Routing policies (weighted, failover, multivalue) are applied with health, by
+:func:`chaos_dynamo.route53.routing.choose`: the table carries the status of every health
+check (:meth:`LabDNS.set_health`); a record with a HealthCheckId is as healthy as that
+check (an id the table does not know: healthy), and an alias with EvaluateTargetHealth is
+healthy when its target has at least one healthy record (and its own check, if any, is).
+
 Speed: dnslib's threaded server saturates near 2,000 queries/s here, less than a retry
 storm sends. So a query is answered from cached wire bytes: the first query for a
 (question, zone table) resolves and encodes every possible answer (one per weighted
 choice); later ones copy the question as sent (0x20 case kept), patch id and flags and
-pick a cached body. Publishing swaps the whole table, cache included, in one reference
-assignment, which is what makes a publish atomic for readers.
+pick a cached body. Publishing a zone, or a change of health, swaps the whole table,
+cache included, in one reference assignment, which is what makes either atomic for
+readers; the hot path never looks at health.
 
 Layout of this module: the zone table (pure), the resolver (pure, enumerates weighted
-outcomes), the answer cache, the query log, then the sockets.
+outcomes, applies health), the answer cache, the query log, then the sockets.
 """
 
 from __future__ import annotations
@@ -27,23 +34,22 @@ import itertools
 import random
 import socket
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
 from chaos_dynamo.clock import REAL_CLOCK, Clock
 from chaos_dynamo.dns import wire
 from chaos_dynamo.errors import ConfigError, LabError
+from chaos_dynamo.route53 import routing
 from chaos_dynamo.route53.records import AliasTarget, RecordSet, ZoneSnapshot, normalize_name
 
-__all__ = ["LabDNS", "QueryRecord"]
+__all__ = ["LabDNS", "Members", "QueryRecord"]
 
 MAX_CHAIN = 8
 """CNAME/alias hops followed inside the lab's zones before giving up."""
 MAX_BRANCHES = 1024
 """Weighted outcomes enumerated per question; past this, each query picks afresh."""
-MULTIVALUE_LIMIT = 8
-"""Route 53 returns up to eight healthy records for a multivalue answer."""
 CACHE_LIMIT = 50_000
 """Cached questions per table; a flood of random names clears the cache, not memory."""
 EDNS_PAYLOAD = 1232
@@ -63,6 +69,8 @@ _SPECIAL_FLAGS = wire.QR | wire.OPCODE_MASK
 
 Answer = tuple[str, int, int, str]
 """(owner, type code, ttl, value text): one record to encode."""
+_ADDRESS_TYPES = ("A", "AAAA")
+_ANSWER_TYPES = frozenset({"A", "AAAA", "CNAME"})
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,20 @@ class QueryRecord:
     rcode: str
     answers: int
     transport: str
+
+
+@dataclass(frozen=True)
+class Members:
+    """What queries for one name can be answered with now.
+
+    ``addresses``: every A and AAAA address any answer can hold (canonical text; each
+    member of a weighted set counts). ``roles``: the failover roles ("PRIMARY",
+    "SECONDARY") of the failover records chosen on the way, at any alias depth; empty
+    when no failover record is involved.
+    """
+
+    addresses: frozenset[str]
+    roles: frozenset[str]
 
 
 # --- zone table (pure) --------------------------------------------------------------
@@ -156,14 +178,19 @@ def _with_ancestors(names: Iterable[str], zone: str) -> set[str]:
 
 
 class _Table:
-    """Everything a query reads, replaced as a whole on every publish."""
+    """Everything a query reads, replaced as a whole on every publish or health change.
 
-    __slots__ = ("by_id", "by_name", "cache")
+    ``health`` maps health check ids to their status; neither it nor ``by_id`` is ever
+    changed after the table is made (the cache fills as queries come).
+    """
 
-    def __init__(self, by_id: dict[str, _Zone]) -> None:
+    __slots__ = ("by_id", "by_name", "health", "cache")
+
+    def __init__(self, by_id: dict[str, _Zone], health: Mapping[str, bool] | None = None) -> None:
         self.by_id = by_id
         # Later-published zones win when two share a name; dict order is publish order.
         self.by_name = {zone.name: zone for zone in by_id.values()}
+        self.health: dict[str, bool] = dict(health or {})
         self.cache: dict[bytes, _Entry] = {}
 
     def zone_for(self, name: str) -> _Zone | None:
@@ -204,11 +231,16 @@ class _Resolver:
 
     With ``rng=None`` every weighted choice is enumerated, so the caller can cache all
     outcomes with their weights; with an rng each weighted set picks one member now.
+    With ``roles``, the failover role of every failover record chosen is added to it.
     """
 
-    def __init__(self, table: _Table, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, table: _Table, rng: random.Random | None = None, roles: set[str] | None = None
+    ) -> None:
         self._table = table
         self._rng = rng
+        self._roles = roles
+        self._target_health: dict[tuple[str, str, str], bool] = {}
 
     def resolve(self, qname: str, qtype: str) -> list[_Branch]:
         zone = self._table.zone_for(qname)
@@ -236,7 +268,7 @@ class _Resolver:
         depth: int, seen: frozenset[str],
     ) -> list[_Branch]:
         out = []
-        for weight, chosen in self._choose(candidates):
+        for weight, chosen in self._choose(candidates, depth, seen):
             for sub_weight, answers in self._records(name, qtype, chosen, depth, seen):
                 authority = () if answers else (zone.soa,)
                 out.append(_Branch(weight * sub_weight, NOERROR, answers, authority))
@@ -248,7 +280,7 @@ class _Resolver:
     ) -> list[_Branch]:
         """Answer the CNAME, then the target's answers when the lab serves the target."""
         out = []
-        for weight, chosen in self._choose(cnames):
+        for weight, chosen in self._choose(cnames, depth, seen):
             for sub_weight, chain in self._records(name, "CNAME", chosen, depth, seen):
                 if not chain:
                     out.append(_Branch(weight * sub_weight, NOERROR, (), (zone.soa,)))
@@ -267,25 +299,45 @@ class _Resolver:
             return [_Branch(1, NOERROR, (), ())]
         return self._lookup(zone, target, qtype, depth + 1, seen | {target})
 
-    def _choose(self, candidates: Sequence[RecordSet]) -> list[tuple[int, tuple[RecordSet, ...]]]:
-        """Apply the routing policy: the record sets one query may answer with."""
-        if any(r.weight is not None for r in candidates):
-            return self._weighted(candidates)
-        if any(r.failover is not None for r in candidates):
-            primary = [r for r in candidates if (r.failover or "").upper() == "PRIMARY"]
-            return [(1, tuple(primary or candidates)[:1])]  # no health checks yet
-        if any(r.multivalue_answer for r in candidates):
-            return [(1, tuple(candidates[:MULTIVALUE_LIMIT]))]
-        return [(1, (candidates[0],))]  # simple; latency/geo: the first record
-
-    def _weighted(self, candidates: Sequence[RecordSet]) -> list[tuple[int, tuple[RecordSet, ...]]]:
-        weights = [max(0, r.weight or 0) for r in candidates]
-        if not any(weights):
-            weights = [1] * len(weights)  # Route 53: all zero means equal chances
-        options: list[_T] = [(w, (r,)) for w, r in zip(weights, candidates, strict=True) if w > 0]
-        if self._rng is None:
+    def _choose(
+        self, candidates: Sequence[RecordSet], depth: int, seen: frozenset[str]
+    ) -> list[_T]:
+        """Apply the routing policy with health: the record sets one query may answer with."""
+        options = routing.choose(candidates, lambda r: self._healthy(r, depth, seen))
+        if self._roles is not None:
+            self._roles.update(r.failover.upper() for _, chosen in options for r in chosen
+                               if r.failover is not None)
+        if self._rng is None or len(options) < 2:
             return options
         return [(1, _pick([w for w, _ in options], options, self._rng)[1])]
+
+    def _healthy(self, record: RecordSet, depth: int, seen: frozenset[str]) -> bool:
+        """Route 53's health of one record set: its health check, then its alias target."""
+        check = record.health_check_id
+        if check is not None and not self._table.health.get(check, True):
+            return False
+        alias = record.alias
+        if alias is not None and alias.evaluate_target_health:
+            return self._target_healthy(alias, record.type, depth, seen)
+        return True
+
+    def _target_healthy(self, alias: AliasTarget, rtype: str, depth: int, seen: frozenset[str]) -> bool:
+        """An alias target is healthy when it has at least one healthy record of the type.
+
+        A target without records, outside the lab's zones, in a loop or past MAX_CHAIN
+        hops is unhealthy. Results are kept for this resolver (one question's answer).
+        """
+        target = alias.dns_name
+        zone = self._table.alias_zone(alias)
+        if zone is None or depth + 1 > MAX_CHAIN or target in seen:
+            return False
+        key = (zone.snapshot.zone_id, target, rtype)
+        known = self._target_health.get(key)
+        if known is None:
+            group = zone.records.get(target, {}).get(rtype, ())
+            inner = seen | {target}
+            known = self._target_health[key] = any(self._healthy(r, depth + 1, inner) for r in group)
+        return known
 
     def _records(
         self, owner: str, qtype: str, records: Sequence[RecordSet], depth: int,
@@ -336,7 +388,7 @@ def _bounded(branches: list[_Branch]) -> list[_Branch]:
     return branches
 
 
-_T = tuple[int, tuple[RecordSet, ...]]
+_T = routing.Option
 
 
 def _pick(weights: Sequence[int], options: Sequence[_T], rng: random.Random) -> _T:
@@ -344,21 +396,28 @@ def _pick(weights: Sequence[int], options: Sequence[_T], rng: random.Random) -> 
     return options[bisect.bisect_right(cumulative, rng.random() * cumulative[-1])]
 
 
-def _reachable_addresses(table: _Table, qname: str, qtype: str) -> frozenset[str]:
-    """The distinct values of type ``qtype`` in any answer to ``qname``/``qtype``.
+def _members(table: _Table, qname: str) -> Members:
+    """The A and AAAA values in any answer to ``qname``, and the failover roles chosen.
 
     Past ``MAX_BRANCHES`` weighted outcomes (never in a lab topology) one outcome,
     chosen by a fixed seed, is counted: a lower bound, and still deterministic.
     """
-    try:
-        branches = _Resolver(table).resolve(qname, qtype)
-    except _TooManyBranches:
-        branches = _Resolver(table, random.Random(0)).resolve(qname, qtype)
-    code = wire.type_code(qtype)
-    return frozenset(
-        _canonical_address(value)
-        for branch in branches for _, rtype, _, value in branch.answers if rtype == code
-    )
+    addresses: set[str] = set()
+    roles: set[str] = set()
+    for qtype in _ADDRESS_TYPES:
+        found: set[str] = set()
+        try:
+            branches = _Resolver(table, roles=found).resolve(qname, qtype)
+        except _TooManyBranches:
+            found = set()
+            branches = _Resolver(table, random.Random(0), roles=found).resolve(qname, qtype)
+        roles |= found
+        code = wire.type_code(qtype)
+        addresses.update(
+            _canonical_address(value)
+            for branch in branches for _, rtype, _, value in branch.answers if rtype == code
+        )
+    return Members(frozenset(addresses), frozenset(roles))
 
 
 def _canonical_address(value: str) -> str:
@@ -547,14 +606,26 @@ class LabDNS:
             by_id = dict(self._table.by_id)
             by_id.pop(snapshot.zone_id, None)  # re-insert: publish order decides name clashes
             by_id[snapshot.zone_id] = _Zone(snapshot, history)
-            self._table = _Table(by_id)
+            self._table = _Table(by_id, self._table.health)
 
     def remove_zone(self, zone_id: str) -> None:
         """Stop serving a zone (its names are then REFUSED unless another zone holds them)."""
         with self._publish_lock:
             by_id = dict(self._table.by_id)
             by_id.pop(zone_id.rsplit("/", 1)[-1], None)
-            self._table = _Table(by_id)
+            self._table = _Table(by_id, self._table.health)
+
+    def set_health(self, statuses: Mapping[str, bool]) -> None:
+        """Make ``statuses`` (health check id -> healthy) the health answers follow.
+
+        Replaces the whole map (an id left out counts as healthy) and swaps the table
+        atomically, as :meth:`publish` does; an unchanged map keeps the table and its
+        cache. Publishing keeps the current map.
+        """
+        health = {str(check): bool(up) for check, up in statuses.items()}
+        with self._publish_lock:
+            if health != self._table.health:
+                self._table = _Table(dict(self._table.by_id), health)
 
     def zones(self) -> list[ZoneSnapshot]:
         """The snapshots being served, in publish order."""
@@ -563,14 +634,31 @@ class LabDNS:
     def addresses(self, name: str) -> int:
         """How many addresses a query for ``name`` can answer with now: A plus AAAA.
 
-        Resolved as a query is (alias, CNAME, routing policies), over the table queries
-        read, but nothing is logged or counted. Where a weighted set gives each query one
-        member, every member with a positive weight counts: the distinct addresses any
-        client could get. NXDOMAIN, NODATA and names outside every zone count 0.
+        Resolved as a query is (alias, CNAME, routing policies with health), over the
+        table queries read, but nothing is logged or counted. Where a weighted set gives
+        each query one member, every member it may choose counts: the distinct addresses
+        any client could get. NXDOMAIN, NODATA and names outside every zone count 0.
         """
-        table = self._table  # one table for both types, as one query sees
-        qname = normalize_name(name)
-        return sum(len(_reachable_addresses(table, qname, qtype)) for qtype in ("A", "AAAA"))
+        return len(self.members(name).addresses)
+
+    def members(self, name: str) -> Members:
+        """The addresses any answer for ``name`` can hold now, and the failover roles
+        chosen on the way; resolved as :meth:`addresses` is, nothing logged or counted."""
+        return _members(self._table, normalize_name(name))  # one table, as one query sees
+
+    def answer_names(self) -> list[str]:
+        """Every owner name with A, AAAA or CNAME records in the zones served, sorted.
+
+        Names are normalized (lower case, trailing dot); a name held by a zone that a
+        longer (or later-published) zone shadows is left out, as queries never reach it.
+        """
+        table = self._table
+        return sorted(
+            name
+            for zone in table.by_id.values()
+            for name, by_type in zone.records.items()
+            if not _ANSWER_TYPES.isdisjoint(by_type) and table.zone_for(name) is zone
+        )
 
     # --- answering ------------------------------------------------------------------
 
