@@ -39,6 +39,7 @@ from chaos_dynamo.lab import metrics
 from chaos_dynamo.lab.front import LabFront
 from chaos_dynamo.lab.state import EndpointInfo, LabInfo
 from chaos_dynamo.lbfleet._capacity import check_service_time, check_slots
+from chaos_dynamo.lbfleet._validate import intermittent_from_json
 from chaos_dynamo.lbfleet.proxy import ERROR_CODES, LBFleet
 from chaos_dynamo.plans import plan_from_fleet, upsert_changes
 from chaos_dynamo.planstore import PlanStore
@@ -464,7 +465,7 @@ class Lab:
             raise ConfigError("lb", f"{name!r} is not a load balancer of the lab", f"use one of {names}")
         lb = self.fleet[name]
         known = {"down", "refuse_for", "latency", "unhealthy", "error_rate", "error_status", "error_code",
-                 "reset"}
+                 "reset", "intermittent"}
         unknown = sorted(set(body) - known)
         if unknown:
             raise ConfigError(f"faults.{unknown[0]}", "is not a fault knob", f"use one of {sorted(known)}")
@@ -479,8 +480,17 @@ class Lab:
                                  or not 0 <= rate <= 1):
             raise ConfigError("faults.error_rate", f"{rate!r} is not a fraction", "use 0.0 to 1.0")
         code = _error_code(body, rate)
+        intermittent = (intermittent_from_json(body["intermittent"], self.topology.seed)
+                        if "intermittent" in body else None)
         if reset:
             lb.reset_faults()
+        # Before down: {"down": false, "intermittent": {...}} comes up already failing.
+        if "intermittent" in body:
+            if intermittent is None:
+                lb.clear_intermittent()
+            else:
+                lb.set_intermittent(intermittent.rate, intermittent.mode, intermittent.seconds,
+                                    intermittent.seed)
         if down is not None:
             lb.set_down(down)
         if refuse_for is not None:

@@ -1,12 +1,15 @@
-"""An LB's sockets: the listening socket with its accept thread, and the accepted client
+"""An LB's sockets: the listening socket with its accept thread, the accepted client
 connections, each of which another thread can cut at once (``set_down``, ``stop``) or
-retire gracefully (``close_connections``)."""
+retire gracefully (``close_connections``), and the connections the ``intermittent`` knob
+resets or holds unanswered."""
 
 from __future__ import annotations
 
 import selectors
 import socket
+import struct
 import threading
+from collections import deque
 from collections.abc import Callable
 
 _LISTEN_BACKLOG = 512  # a retry storm opens many connections at once; do not drop SYNs.
@@ -17,6 +20,15 @@ def _send_quietly(sock: socket.socket, data: bytes) -> None:
         sock.sendall(data)
     except OSError:
         pass
+
+
+def _reset_quietly(sock: socket.socket) -> None:
+    """Close ``sock`` with a TCP reset (SO_LINGER 0): the peer sees ECONNRESET, not EOF."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    sock.close()
 
 
 def _shutdown_quietly(sock: socket.socket) -> None:
@@ -100,6 +112,39 @@ class _ClientConnection:
     def detach_upstream(self) -> None:
         with self._lock:
             self._upstream = None
+
+
+class _Blackhole:
+    """Accepted connections held open and never read or answered, until ``release``.
+
+    No thread per connection: the sockets just sit here. At most ``limit`` are held; past
+    that the oldest is reset, so a connection storm cannot exhaust the process's file
+    descriptors. Thread-safe.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._lock = threading.Lock()
+        self._held: deque[socket.socket] = deque()
+        self._limit = limit
+
+    def hold(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._held.append(sock)
+            evicted = self._held.popleft() if len(self._held) > self._limit else None
+        if evicted is not None:
+            _reset_quietly(evicted)
+
+    def release(self) -> int:
+        """Reset every held connection (the client sees ECONNRESET); return how many."""
+        with self._lock:
+            held, self._held = list(self._held), deque()
+        for sock in held:
+            _reset_quietly(sock)
+        return len(held)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._held)
 
 
 class _Listener:

@@ -1,6 +1,6 @@
 """What an LB knows: its traffic (cumulative counters and the bounded log of
-:class:`RequestRecord`), its per-request fault knobs (latency, health, seeded errors) and
-its ``refuse_for`` window.
+:class:`RequestRecord`), its per-request fault knobs (latency, health, seeded errors), its
+``refuse_for`` window and its per-connection ``intermittent`` knob.
 
 No sockets and no clock reads here: the LB stamps records and deadlines itself.
 """
@@ -68,6 +68,8 @@ class _Traffic:
         "dropped",
         "health_checks",
         "bad_requests",
+        "connections_refused_intermittent",
+        "connections_blackholed",
     )
 
     def __init__(self, log_limit: int) -> None:
@@ -205,3 +207,50 @@ class _Refusal:
     until: float
     cancelled: threading.Event
     thread: threading.Thread | None = None
+
+
+INTERMITTENT_MODES = ("refuse", "blackhole")
+"""What the ``intermittent`` knob does to a connection it picks: reset it at once, or hold
+it open without ever reading or answering."""
+
+
+@dataclass(frozen=True, slots=True)
+class Intermittent:
+    """The ``intermittent`` knob, checked (``_validate._intermittent``).
+
+    Attributes:
+        rate: the fraction of new connections picked, 0.0..1.0.
+        mode: one of :data:`INTERMITTENT_MODES`.
+        seconds: how long the knob stays on; None: until cleared.
+        seed: with the LB's name, seeds the draw (``random.Random(f"{seed}:{name}")``).
+    """
+
+    rate: float
+    mode: str = "refuse"
+    seconds: float | None = None
+    seed: int = 0
+
+
+class _IntermittentWindow:
+    """One setting of the ``intermittent`` knob: its seeded draw and its timer.
+
+    The generator is drawn once per accepted connection, in accept order, so the same seed
+    and the same connection order pick the same connections every run. Not thread-safe:
+    the LB draws under its own lock.
+    """
+
+    def __init__(self, knob: Intermittent, lb_name: str, until: float | None) -> None:
+        self.knob = knob
+        self.until = until
+        self.cancelled = threading.Event()
+        self.thread: threading.Thread | None = None
+        self._rng = random.Random(f"{knob.seed}:{lb_name}")
+
+    def draw(self) -> bool:
+        """True when the next connection is to be refused or blackholed."""
+        return self._rng.random() < self.knob.rate
+
+    def describe(self, now: float) -> dict[str, Any]:
+        left = None if self.until is None else max(0.0, self.until - now)
+        return {"rate": self.knob.rate, "mode": self.knob.mode, "seconds_left": left,
+                "seed": self.knob.seed}

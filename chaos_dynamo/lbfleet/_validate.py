@@ -5,9 +5,14 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 from chaos_dynamo.errors import ConfigError
+from chaos_dynamo.lbfleet._state import INTERMITTENT_MODES, Intermittent
+
+MAX_WINDOW_SECONDS = 86_400.0
+"""The longest timed fault window (a day); a longer wait cannot even be timed on every platform."""
 
 
 def _loopback_address(field: str, value: object) -> str:
@@ -79,3 +84,49 @@ def _check_specs(specs: Sequence[tuple[str, str]]) -> None:
             )
         names.add(name)
         addresses.add(normalized)
+
+
+def _intermittent(
+    rate: object, mode: object, seconds: object, seed: object, prefix: str = ""
+) -> Intermittent:
+    """Check the ``intermittent`` knob's fields, each error naming ``prefix + field``."""
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
+        raise ConfigError(f"{prefix}rate", f"{rate!r} is not a fraction",
+                          "use 0.0 to 1.0 (1.0 picks every new connection)")
+    if not isinstance(mode, str) or mode not in INTERMITTENT_MODES:
+        raise ConfigError(f"{prefix}mode", f"{mode!r} is not an intermittent mode",
+                          f"use one of {list(INTERMITTENT_MODES)}")
+    if seconds is not None and (
+        isinstance(seconds, bool) or not isinstance(seconds, int | float)
+        or not math.isfinite(seconds) or not 0 < seconds <= MAX_WINDOW_SECONDS
+    ):
+        raise ConfigError(f"{prefix}seconds", f"{seconds!r} is not a window length",
+                          f"use seconds above 0, at most {MAX_WINDOW_SECONDS:g}, "
+                          "or null (until cleared)")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"{prefix}seed", f"{seed!r} is not an integer", "use e.g. 0 or 42")
+    return Intermittent(float(rate), mode, None if seconds is None else float(seconds), seed)
+
+
+def intermittent_from_json(
+    value: object, default_seed: int, field: str = "faults.intermittent"
+) -> Intermittent | None:
+    """The ``intermittent`` knob of a faults request: an object
+    ``{"rate", "mode", "seconds", "seed"}`` (only ``rate`` required; ``seed`` defaults to
+    ``default_seed``), or null to clear it. Errors name ``field.<key>``."""
+    if value is None:
+        return None
+    example = '{"rate": 0.5, "mode": "refuse", "seconds": 10, "seed": 1}'
+    if not isinstance(value, dict):
+        raise ConfigError(field, f"{value!r} is not an object",
+                          f"send e.g. {example}, or null to clear it")
+    body: dict[str, Any] = value
+    known = ("rate", "mode", "seconds", "seed")
+    unknown = sorted(set(body) - set(known))
+    if unknown:
+        raise ConfigError(f"{field}.{unknown[0]}", "is not a field of the intermittent knob",
+                          f"use {list(known)}")
+    if "rate" not in body:
+        raise ConfigError(f"{field}.rate", "is missing", f"send e.g. {example}")
+    return _intermittent(body["rate"], body.get("mode", "refuse"), body.get("seconds"),
+                         body.get("seed", default_seed), prefix=f"{field}.")

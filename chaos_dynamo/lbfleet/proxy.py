@@ -27,6 +27,16 @@ DynamoDB capacity
     the LB's own latency and error knobs. A client that gives up meanwhile does not take
     its request back: it is still forwarded when its turn comes (wasted work).
 
+Intermittent connections
+    ``set_intermittent`` makes the LB fail a seeded fraction of NEW client connections, as
+    a target does whose network state has not propagated yet: ``refuse`` accepts the
+    connection and resets it at once (RST, before reading anything); ``blackhole`` accepts
+    it and never reads or answers, holding it until the window ends, the knob is cleared
+    or changed, the LB goes down or stops (then it is reset). Open keep-alive connections
+    are not touched. Health checks (``GET /_lb/health``) arrive on new connections, so
+    they see it too. Both are counted (``connections_refused_intermittent``,
+    ``connections_blackholed``), and both are in ``connections_accepted``.
+
 Threads
     Each listening socket has one accept thread; each client connection has one thread. A
     fault knob takes effect for the next request (latency, errors, health) or immediately
@@ -64,22 +74,37 @@ from chaos_dynamo.lbfleet._responses import (
     _json_response,
     _wire_bad_request,
 )
-from chaos_dynamo.lbfleet._sockets import _ClientConnection, _Listener, _send_quietly
+from chaos_dynamo.lbfleet._sockets import (
+    _Blackhole,
+    _ClientConnection,
+    _Listener,
+    _reset_quietly,
+    _send_quietly,
+)
 from chaos_dynamo.lbfleet._state import (
+    INTERMITTENT_MODES,
     RequestRecord,
     _Faults,
+    _IntermittentWindow,
     _operation,
     _Refusal,
     _select_records,
     _Traffic,
 )
-from chaos_dynamo.lbfleet._validate import _loopback_address, _port_number, _seconds, _upstream_url
+from chaos_dynamo.lbfleet._validate import (
+    _intermittent,
+    _loopback_address,
+    _port_number,
+    _seconds,
+    _upstream_url,
+)
 from chaos_dynamo.lbfleet.fleet import LBFleet
 from chaos_dynamo.services.attribution import SERVICE_HEADER
 
 __all__ = [
     "ERROR_CODES",
     "HEALTH_PATH",
+    "INTERMITTENT_MODES",
     "BackendCapacity",
     "LBFleet",
     "LoadBalancer",
@@ -91,6 +116,7 @@ HEALTH_PATH = "/_lb/health"
 
 _IDLE_TIMEOUT_S = 350.0  # NLB's idle timeout: an idle client connection is dropped after this.
 _JOIN_TIMEOUT_S = 5.0  # how long stop() waits for each connection thread to finish.
+_BLACKHOLE_LIMIT = 1024  # blackholed connections held at once per LB; the oldest is reset past it.
 
 
 # --------------------------------------------------------------------------- LB
@@ -148,6 +174,11 @@ class LoadBalancer(_StartStopContext):
         self._refusal: _Refusal | None = None
         self._conns_lock = threading.Lock()
         self._conns: set[_ClientConnection] = set()
+        # The intermittent knob, its draw and the blackholed sockets change together. Never
+        # held while waiting for _state_lock (the accept thread takes it; down joins that thread).
+        self._intermittent_lock = threading.Lock()
+        self._intermittent: _IntermittentWindow | None = None
+        self._blackhole = _Blackhole(_BLACKHOLE_LIMIT)
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -194,13 +225,19 @@ class LoadBalancer(_StartStopContext):
             self._running, self._down = True, False
 
     def stop(self) -> None:
-        """Close the listener and every client connection, and wait for their threads."""
+        """Close the listener and every client connection, and wait for their threads.
+
+        Also clears the ``intermittent`` knob (its blackholed connections are reset).
+        """
         with self._state_lock:
-            if not self._running:
-                return
-            self._running = False
-            refusal = self._cancel_refusal_locked()
+            running, self._running = self._running, False
+            refusal = self._cancel_refusal_locked() if running else None
             self._close_listener_locked()
+        window = self._clear_intermittent()
+        if window is not None and window.thread is not None:
+            window.thread.join(_JOIN_TIMEOUT_S)
+        if not running:
+            return
         for conn in self._kill_connections():
             if conn.thread is not None:
                 conn.thread.join(_JOIN_TIMEOUT_S)
@@ -270,6 +307,45 @@ class LoadBalancer(_StartStopContext):
             raise ConfigError("rate", f"{rate!r} is above 1.0", "pass a fraction 0.0..1.0")
         self._faults.set_error_rate(rate, _error_code(status, code), int(seed))
 
+    def set_intermittent(
+        self, rate: float, mode: str = "refuse", seconds: float | None = None, seed: int = 0
+    ) -> None:
+        """Fail a seeded fraction of new client connections (see the module docstring).
+
+        Replaces any previous setting (its blackholed connections are reset) and starts a
+        new draw: ``random.Random(f"{seed}:{name}")``, drawn once per accepted connection,
+        so the same seed and connection order pick the same connections.
+
+        Args:
+            rate: 0.0 (none) .. 1.0 (every new connection).
+            mode: ``"refuse"`` (reset at once) or ``"blackhole"`` (held, never answered).
+            seconds: the window, in real time (a timer, cancelled by ``clear_intermittent``,
+                ``reset_faults`` or ``stop``); the LB's clock only dates it for
+                ``faults()``. None: until cleared.
+            seed: seeds the draw, with the LB's name.
+
+        Raises:
+            ConfigError: naming ``rate``, ``mode``, ``seconds`` or ``seed``; nothing changes.
+        """
+        knob = _intermittent(rate, mode, seconds, seed)
+        with self._intermittent_lock:
+            self._clear_intermittent_locked()
+            until = None if knob.seconds is None else self._clock.monotonic() + knob.seconds
+            window = _IntermittentWindow(knob, self.name, until)
+            if knob.seconds is not None:
+                window.thread = threading.Thread(
+                    target=self._end_intermittent_after,
+                    args=(window, knob.seconds),
+                    name=f"lb-{self.name}-intermittent",
+                    daemon=True,
+                )
+                window.thread.start()
+            self._intermittent = window
+
+    def clear_intermittent(self) -> None:
+        """Turn the ``intermittent`` knob off; its blackholed connections are reset."""
+        self._clear_intermittent()
+
     def close_connections(self) -> int:
         """Make every client reconnect: close idle keep-alive connections now, and busy
         ones after their current response (which carries ``Connection: close``).
@@ -284,17 +360,28 @@ class LoadBalancer(_StartStopContext):
         return closed
 
     def reset_faults(self) -> None:
-        """Up, healthy, no latency, no injected errors."""
+        """Up, healthy, no latency, no injected errors, no intermittent connections."""
         self._faults.reset()
+        self.clear_intermittent()
         self.set_down(False)
 
     def faults(self) -> dict[str, Any]:
-        """The current knobs; ``refusing_for`` is the seconds left of ``refuse_for``, if any."""
+        """The current knobs; ``refusing_for`` is the seconds left of ``refuse_for``, if any;
+        ``intermittent`` is ``{"rate", "mode", "seconds_left", "seed"}`` or None
+        (``seconds_left`` None: until cleared)."""
         with self._state_lock:
             down = self._down
             refusal = self._refusal
+        with self._intermittent_lock:
+            window = self._intermittent
+            intermittent = None if window is None else window.describe(self._clock.monotonic())
         left = None if refusal is None else max(0.0, refusal.until - self._clock.monotonic())
-        return {"down": down, "refusing_for": left, **self._faults.describe()}
+        return {
+            "down": down,
+            "refusing_for": left,
+            **self._faults.describe(),
+            "intermittent": intermittent,
+        }
 
     def _apply_down_locked(self, down: bool) -> None:
         self._down = down
@@ -303,6 +390,7 @@ class LoadBalancer(_StartStopContext):
         if down:
             self._close_listener_locked()
             self._kill_connections()
+            self._blackhole.release()  # after the listener: no accept can add one now
         elif self._listener is None:
             try:
                 self._listener = _Listener(self._address, self._port, self._accept, self.name)
@@ -333,6 +421,24 @@ class LoadBalancer(_StartStopContext):
             self._refusal = None
             self._apply_down_locked(False)
 
+    def _clear_intermittent(self) -> _IntermittentWindow | None:
+        with self._intermittent_lock:
+            return self._clear_intermittent_locked()
+
+    def _clear_intermittent_locked(self) -> _IntermittentWindow | None:
+        window, self._intermittent = self._intermittent, None
+        if window is not None:
+            window.cancelled.set()
+        self._blackhole.release()
+        return window
+
+    def _end_intermittent_after(self, window: _IntermittentWindow, seconds: float) -> None:
+        if window.cancelled.wait(seconds):
+            return
+        with self._intermittent_lock:
+            if self._intermittent is window:
+                self._clear_intermittent_locked()
+
     # ----------------------------------------------------------------- traffic
 
     def counters(self) -> dict[str, Any]:
@@ -342,9 +448,12 @@ class LoadBalancer(_StartStopContext):
         requests (injected errors included, health checks not). Events:
         ``upstream_errors`` (the LB's own 502/504), ``injected_errors``, ``dropped``
         (status 0), ``connections_accepted``, ``connections_aged_out``,
-        ``connections_closed`` (by ``close_connections``), ``health_checks``
-        and ``bad_requests`` (unparsable HTTP). Refused connections cannot be counted: see
-        the module docstring.
+        ``connections_closed`` (by ``close_connections``), ``health_checks``,
+        ``bad_requests`` (unparsable HTTP), and the new connections the ``intermittent``
+        knob picked: ``connections_refused_intermittent`` (reset) and
+        ``connections_blackholed`` (held unanswered), both also in
+        ``connections_accepted``. Connections refused while the LB is down cannot be
+        counted: see the module docstring.
         """
         return self._traffic.snapshot()
 
@@ -355,9 +464,12 @@ class LoadBalancer(_StartStopContext):
         return _select_records(self._traffic.records(), since, client, operation)
 
     def _accept(self, sock: socket.socket, peer: tuple[str, int]) -> None:
-        """Called by the accept thread: register the connection and give it a thread."""
-        conn = _ClientConnection(sock, peer[0], peer[1], self._clock.monotonic())
+        """Called by the accept thread: apply the intermittent knob, else register the
+        connection and give it a thread."""
         self._traffic.add_event("connections_accepted")
+        if self._intermittent_fault(sock):
+            return
+        conn = _ClientConnection(sock, peer[0], peer[1], self._clock.monotonic())
         conn.thread = threading.Thread(
             target=self._serve_connection, args=(conn,), name=f"lb-{self.name}-conn", daemon=True
         )
@@ -367,6 +479,23 @@ class LoadBalancer(_StartStopContext):
             conn.thread.start()
         except RuntimeError:  # no more threads: shed the connection rather than the LB
             self._forget(conn)
+
+    def _intermittent_fault(self, sock: socket.socket) -> bool:
+        """Reset or hold a new connection if the intermittent knob picks it; True if it did.
+
+        Counted first, so a client that saw its connection reset finds it counted.
+        """
+        with self._intermittent_lock:
+            window = self._intermittent
+            if window is None or not window.draw():
+                return False
+            if window.knob.mode == "blackhole":
+                self._traffic.add_event("connections_blackholed")
+                self._blackhole.hold(sock)
+            else:
+                self._traffic.add_event("connections_refused_intermittent")
+                _reset_quietly(sock)
+        return True
 
     def _serve_connection(self, conn: _ClientConnection) -> None:
         """The connection's thread: answer requests until either side closes it."""
