@@ -10,6 +10,7 @@ Example file::
     seed = 7
     region = "us-east-1"
     propagation_delay = 0.2
+    health_check_speedup = 10.0   # Route 53 health-check time runs this much faster
 
     [[endpoints]]
     name = "dynamodb.us-east-1.amazonaws.com"
@@ -77,6 +78,9 @@ class Topology:
     propagation_delay: float = 0.2
     resync_interval: float = 2.0  # external backends only: how often to re-read records written behind the lab
     max_connection_age: float = 60.0
+    # Route 53 health checks run this many times faster than AWS's clock: with 10, a
+    # RequestInterval of 10 s checks every second (timeouts are never scaled below 1 s).
+    health_check_speedup: float = 10.0
     record_ttl: int = 5
     plan_table: str = "chaos-dynamo-plans"
     zones: tuple[str, ...] = ()
@@ -237,6 +241,7 @@ def validate(topology: Topology) -> Topology:
     _check_number("lab.propagation_delay", topology.propagation_delay, 0.0, 60.0)
     _check_number("lab.resync_interval", topology.resync_interval, 0.0, 3600.0)
     _check_number("lab.max_connection_age", topology.max_connection_age, 0.1, 86400.0)
+    _check_number("lab.health_check_speedup", topology.health_check_speedup, 1.0, 1000.0)
     _check_int("lab.record_ttl", topology.record_ttl, 0, 2147483647)
     _check_int("lab.seed", topology.seed, 0, 2**63 - 1)
     if not isinstance(topology.plan_table, str) or not re.match(r"^[A-Za-z0-9_.-]{3,255}$", topology.plan_table):
@@ -312,6 +317,7 @@ def _check_distinct_ports(topology: Topology) -> None:
 _LAB_KEYS = {
     "seed", "region", "host", "api_port", "dns_port", "lb_port", "backend", "propagation_delay",
     "resync_interval", "max_connection_age", "record_ttl", "plan_table", "lb_count",
+    "health_check_speedup",
 }
 
 

@@ -4,6 +4,10 @@ One HTTP server on 127.0.0.1 that
 
 * answers Route 53 ``ChangeResourceRecordSets`` and ``GetChange`` itself, with AWS's rules
   (:mod:`chaos_dynamo.route53.service`);
+* checks ``CreateHealthCheck`` / ``UpdateHealthCheck`` by the lab's rules before passing
+  them to the emulator (which stores health checks), tells the lab after every health
+  check created, updated or deleted, and answers ``GetHealthCheckStatus`` and
+  ``GetHealthCheckLastFailureReason`` from the lab's own checkers;
 * passes every other AWS API call (hosted zones, listing records, DynamoDB, STS...) through
   to the emulator unchanged;
 * serves the lab's own control API under ``/_chaos_dynamo/`` and Prometheus ``/metrics``.
@@ -11,15 +15,17 @@ One HTTP server on 127.0.0.1 that
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import http.client
 import json
 import re
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlparse
 
 from chaos_dynamo.errors import AwsError, ChaosDynamoError, ConfigError
@@ -28,6 +34,10 @@ from chaos_dynamo.route53.service import Route53Service
 
 _RRSET = re.compile(r"^/2013-04-01/hostedzone/([^/]+)/rrset/?$")
 _CHANGE = re.compile(r"^/2013-04-01/change/([^/]+)$")
+_HEALTH_CHECKS = re.compile(r"^/2013-04-01/healthcheck/?$")
+_HEALTH_CHECK = re.compile(r"^/2013-04-01/healthcheck/([^/]+)/?$")
+_HEALTH_REPORT = re.compile(r"^/2013-04-01/healthcheck/([^/]+)/(status|lastfailurereason)/?$")
+_NOT_FOUND_CODES = frozenset({"NoSuchHostedZone", "NoSuchHealthCheck"})
 _HOP_BY_HOP = {
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
     "transfer-encoding", "upgrade",
@@ -35,6 +45,26 @@ _HOP_BY_HOP = {
 
 ControlHandler = Callable[[str, str, dict[str, list[str]], Any], tuple[int, Any]]
 """(method, path, query, json body) -> (status, json-serializable body)."""
+
+
+class HealthCheckApi(Protocol):
+    """What the front needs from the lab's health checks
+    (:class:`~chaos_dynamo.route53.service.HealthCheckService`)."""
+
+    def check_create(self, caller_reference: str, config: Mapping[str, Any]) -> object:
+        """Raise AwsError (InvalidInput) if the lab refuses this CreateHealthCheck."""
+
+    def check_update(self, check_id: str, update: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The merged configuration, None for an unknown id; AwsError if refused."""
+
+    def updated(self, check_id: str, merged: Mapping[str, Any]) -> None:
+        """The emulator took an update: evaluate ``merged`` from now on."""
+
+    def refresh(self) -> object:
+        """Re-read the emulator's health checks."""
+
+    def reports(self, check_id: str, failures: bool = False) -> list[xmlcodec.Observation] | None:
+        """Checker observations (latest results or latest failures); None: unknown id."""
 
 
 class _BadRequest(Exception):
@@ -60,6 +90,7 @@ class LabFront:
         route53: the service applying Route 53 changes.
         control: handles ``/_chaos_dynamo/...`` requests.
         metrics: returns the Prometheus text for ``/metrics``.
+        health: the lab's health checks; without it health-check calls pass through.
     """
 
     def __init__(
@@ -71,8 +102,10 @@ class LabFront:
         control: ControlHandler,
         metrics: Callable[[], str],
         on_zone_change: Callable[[], None] = lambda: None,
+        health: HealthCheckApi | None = None,
     ) -> None:
         self.route53 = route53
+        self.health = health
         self.control = control
         self.metrics = metrics
         self.on_zone_change = on_zone_change
@@ -186,6 +219,9 @@ class _Handler(BaseHTTPRequestHandler):
         match = _CHANGE.match(url.path)
         if match and self.command == "GET" and self._get_change(match.group(1)):
             return
+        if front.health is not None and url.path.startswith("/2013-04-01/healthcheck") \
+                and self._health_check(front.health, url.path, body):
+            return
         status = self._proxy(body)
         if url.path.startswith("/2013-04-01/hostedzone") and self.command in ("POST", "DELETE") \
                 and status < 300:
@@ -199,8 +235,7 @@ class _Handler(BaseHTTPRequestHandler):
             comment, changes = xmlcodec.parse_change_batch(body)
             record = service.change(zone_id, changes, comment)
         except AwsError as exc:
-            status = 404 if exc.code == "NoSuchHostedZone" else 400
-            self._send(status, xmlcodec.aws_error_xml(exc, request_id), "text/xml")
+            self._send_aws_error(exc, request_id)
             return
         except ChaosDynamoError as exc:
             self._send(500, xmlcodec.error_xml("InternalFailure", str(exc), request_id, sender=False), "text/xml")
@@ -221,6 +256,47 @@ class _Handler(BaseHTTPRequestHandler):
         ), "text/xml")
         return True
 
+    def _send_aws_error(self, error: AwsError, request_id: str | None = None) -> None:
+        status = 404 if error.code in _NOT_FOUND_CODES else 400
+        self._send(status, xmlcodec.aws_error_xml(error, request_id or str(uuid.uuid4())), "text/xml")
+
+    def _health_check(self, health: HealthCheckApi, path: str, body: bytes) -> bool:
+        """Handle a health-check call the lab takes part in; False: plain pass-through."""
+        report = _HEALTH_REPORT.match(path)
+        if report and self.command == "GET":
+            failures = report.group(2) == "lastfailurereason"
+            observations = health.reports(report.group(1), failures=failures)
+            if observations is None:
+                self._send_aws_error(AwsError("NoSuchHealthCheck", "No health check exists with the "
+                                                                   f"specified ID {report.group(1)}"))
+                return True
+            root = "GetHealthCheckLastFailureReasonResponse" if failures else "GetHealthCheckStatusResponse"
+            self._send(200, xmlcodec.health_check_observations_xml(observations, root=root), "text/xml")
+            return True
+        one = _HEALTH_CHECK.match(path)
+        tell_lab: Callable[[], object]
+        if _HEALTH_CHECKS.match(path) and self.command == "POST":
+            try:
+                health.check_create(*xmlcodec.parse_create_health_check(body))
+            except AwsError as exc:
+                self._send_aws_error(exc)
+                return True
+            tell_lab = health.refresh
+        elif one and self.command == "POST":
+            check_id = one.group(1)
+            try:
+                merged = health.check_update(check_id, xmlcodec.parse_update_health_check(body))
+            except AwsError as exc:
+                self._send_aws_error(exc)
+                return True
+            tell_lab = health.refresh if merged is None else functools.partial(health.updated, check_id, merged)
+        elif one and self.command == "DELETE":
+            tell_lab = health.refresh
+        else:
+            return False
+        self._proxy(body, lambda status: _after_health_check_call(status, tell_lab))
+        return True
+
     # --- lab control --------------------------------------------------------------------
     def _control(self, path: str, query: dict[str, list[str]], body: bytes) -> None:
         try:
@@ -239,7 +315,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(status, result)
 
     # --- pass-through -------------------------------------------------------------------
-    def _proxy(self, body: bytes) -> int:
+    def _proxy(self, body: bytes, before_reply: Callable[[int], object] | None = None) -> int:
+        """Forward the request to the emulator and relay its answer; return the status.
+
+        ``before_reply`` runs with the emulator's status before the client gets the answer,
+        so what it changes in the lab is in place when the client's call returns.
+        """
         front = self.server.front
         conn_type = http.client.HTTPSConnection if front.upstream_https else http.client.HTTPConnection
         conn = conn_type(front.upstream_host, front.upstream_port, timeout=60)
@@ -258,6 +339,8 @@ class _Handler(BaseHTTPRequestHandler):
             return 502
         finally:
             conn.close()
+        if before_reply is not None:
+            before_reply(response.status)
         self.send_response(response.status, response.reason)
         for key, value in response.getheaders():
             if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
@@ -267,3 +350,13 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
         return response.status
+
+
+def _after_health_check_call(status: int, tell_lab: Callable[[], object]) -> None:
+    """After the emulator took a health-check change and before the caller hears so, the
+    lab re-reads the health checks, so the caller's next call (a change batch naming the
+    new check) finds them. A failing read is left to the next change (or the resync loop):
+    the call itself succeeded."""
+    if status < 300:
+        with contextlib.suppress(ChaosDynamoError):
+            tell_lab()

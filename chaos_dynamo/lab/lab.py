@@ -12,7 +12,14 @@ DNS answers the endpoint.
 
 Every zone the DNS publishes goes through the lab, which keeps the *availability
 timeline*: how many addresses each endpoint's name resolves to, one entry per change,
-stamped with the lab clock at the moment the DNS switches to the new answers.
+stamped with the lab clock at the moment the DNS switches to the new answers, and the
+*answer timeline* (:mod:`chaos_dynamo.lab.answers`): the addresses and failover roles of
+every name the DNS serves, with what changed them.
+
+Route 53 health checks are evaluated for real: the emulator stores them, the lab's
+checkers (:mod:`chaos_dynamo.route53.checkers`) probe their targets on loopback,
+``health_check_speedup`` times faster than AWS's clock, and the DNS answers by each
+record's health as Route 53 does.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from chaos_dynamo.control.runtime import ControlPlane
 from chaos_dynamo.dns.server import LabDNS
 from chaos_dynamo.errors import AwsError, ConfigError, LabError, SafetyError
 from chaos_dynamo.lab import metrics
+from chaos_dynamo.lab.answers import AnswerTimeline, timeline_name
 from chaos_dynamo.lab.front import LabFront
 from chaos_dynamo.lab.state import EndpointInfo, LabInfo
 from chaos_dynamo.lbfleet._capacity import check_service_time, check_slots
@@ -44,9 +52,16 @@ from chaos_dynamo.lbfleet.proxy import ERROR_CODES, LBFleet
 from chaos_dynamo.plans import plan_from_fleet, upsert_changes
 from chaos_dynamo.planstore import PlanStore
 from chaos_dynamo.route53.backend import Route53Backend, make_client
+from chaos_dynamo.route53.checkers import HealthCheckRunner, Prober, Transition
+from chaos_dynamo.route53.healthchecks import HealthEvaluator
 from chaos_dynamo.route53.records import ZoneSnapshot, normalize_name
 from chaos_dynamo.route53.rules import change_from_api
-from chaos_dynamo.route53.service import Route53Service
+from chaos_dynamo.route53.service import (
+    HealthCheckService,
+    Route53Service,
+    describe_target,
+    list_health_checks,
+)
 
 READY_TIMEOUT = 30.0
 
@@ -102,6 +117,9 @@ class Lab:
         # in publish order and each count is of the table its entry is stamped with.
         self._publish_lock = threading.Lock()
         self._timeline: AvailabilityTimeline | None = None  # set once the topology is up
+        self._answers: AnswerTimeline | None = None  # likewise
+        self.health: HealthCheckService | None = None
+        self.health_runner: HealthCheckRunner | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
     def __enter__(self) -> Lab:
@@ -114,17 +132,22 @@ class Lab:
     def start(self) -> LabInfo:
         """Bring the lab up and create the topology; on any failure stop what was started."""
         self._timeline = None  # bootstrap publishes are not part of the timeline
+        self._answers = None
         try:
             self._start_parts()
             self._bootstrap()
             self.control_plane = self._make_control_plane()
+            self._start_health_checks()
         except BaseException:
             with contextlib.suppress(Exception):  # the start failure is the error to report
                 self.stop()
             raise
         with self._publish_lock:  # the first entry per endpoint: the state the lab starts in
             self._timeline = AvailabilityTimeline()
-            self._note_availability(self.clock.now())
+            self._answers = AnswerTimeline()
+            at = self.clock.now()
+            self._note_availability(at)
+            self._note_answers(at, "start")
         self.started_at = self.clock.now()
         # Only an external backend can be written behind the lab's back (init hooks, other
         # tools); the embedded moto is reached only through the lab, so it needs no polling,
@@ -139,6 +162,16 @@ class Lab:
         self.emulator_url = t.backend or self._start_moto()
         self.dns = LabDNS(t.host, t.dns_port, seed=t.seed, clock=self.clock)
         self.dns.start()
+        evaluator = HealthEvaluator()
+        # Checkers connect from the lab's own address, to loopback targets only, and
+        # resolve names through the lab DNS's zones alone.
+        self.health_runner = HealthCheckRunner(
+            evaluator, Prober(self._resolve_for_checkers, source=t.host, clock=self.clock),
+            on_change=self._on_health_change, speedup=t.health_check_speedup, clock=self.clock,
+        )
+        health_client = make_client("route53", self.emulator_url, t.region)
+        self.health = HealthCheckService(lambda: list_health_checks(health_client), self.health_runner.configure,
+                                         evaluator=evaluator, checker_address=t.host)
         self.route53 = Route53Service(
             Route53Backend(self.emulator_url, t.region),
             self._publish,
@@ -147,6 +180,7 @@ class Lab:
             propagation_delay=t.propagation_delay,
             seed=t.seed,
             clock=self.clock,
+            health_check_known=self.health.known,
         )
         self.fleet = LBFleet(
             [(lb.name, lb.address) for lb in t.load_balancers],
@@ -159,8 +193,17 @@ class Lab:
         self.front = LabFront(
             t.host, t.api_port, self.emulator_url, self.route53,
             control=self._control, metrics=self.metrics_text, on_zone_change=self._on_zone_change,
+            health=self.health,
         )
         self.front.start()
+
+    def _start_health_checks(self) -> None:
+        """Read the health checks the emulator already holds (an external backend may) and
+        start the checkers."""
+        assert self.health is not None and self.health_runner is not None
+        with contextlib.suppress(AwsError):  # a backend without health checks: none to run
+            self.health.refresh()
+        self.health_runner.start()
 
     def _make_control_plane(self) -> ControlPlane:
         """The DNS Planner and Enactors, idle until started; they reach the lab through its front."""
@@ -200,7 +243,11 @@ class Lab:
             except BaseException as exc:  # noqa: BLE001 - re-raised below, after the rest
                 errors.append(exc)
 
-        # The control plane first: its threads talk to the front, which must still answer.
+        # The health checkers first: a status change would publish to a stopping DNS.
+        runner, self.health_runner = self.health_runner, None
+        if runner is not None:
+            attempt(runner.stop)
+        # The control plane next: its threads talk to the front, which must still answer.
         plane, self.control_plane = self.control_plane, None
         if plane is not None:
             attempt(plane.stop)
@@ -282,6 +329,7 @@ class Lab:
             at = self.clock.now()
             dns.publish(snapshot)
             self._note_availability(at)
+            self._note_answers(at, "change")
 
     def _remove_zone(self, zone_id: str) -> None:
         with self._publish_lock:
@@ -289,6 +337,82 @@ class Lab:
             at = self.clock.now()
             dns.remove_zone(zone_id)
             self._note_availability(at)
+            self._note_answers(at, "change")
+
+    def _on_health_change(self, statuses: dict[str, bool], transitions: list[Transition]) -> None:
+        """A health check changed status: the DNS answers by the new statuses from now on."""
+        with self._publish_lock:
+            dns = self.dns
+            if dns is None:
+                return  # stopping
+            at = self.clock.now()
+            dns.set_health(statuses)
+            self._note_answers(at, "health")
+
+    def _resolve_for_checkers(self, name: str) -> list[str]:
+        """The addresses a health check's FullyQualifiedDomainName can answer with, from the
+        lab DNS's zones only (no other resolver: the checkers stay on loopback)."""
+        dns = self.dns
+        return [] if dns is None else sorted(dns.members(name).addresses)
+
+    def _note_answers(self, at: float, cause: str) -> None:
+        """Record what every served name answers (call with ``_publish_lock`` held)."""
+        answers, dns = self._answers, self.dns
+        if answers is None or dns is None:
+            return  # still bootstrapping: start() records the state it ends in
+        served = {}
+        for name in dns.answer_names():
+            members = dns.members(name)
+            served[name] = (members.addresses, members.roles)
+        answers.record(at, served, cause)
+
+    def answers(self, name: str | None = None, since: float | None = None) -> list[dict[str, Any]]:
+        """The answer timeline (see :mod:`chaos_dynamo.lab.answers`): all names or one,
+        oldest first; with ``since``, each name's entry in effect then comes first."""
+        answers = self._answers
+        return [] if answers is None else answers.entries(name, since)
+
+    def changes(self, name: str | None = None, since: float | None = None) -> list[dict[str, Any]]:
+        """Accepted Route 53 change batches (all, or those touching ``name``), oldest first."""
+        if self.route53 is None:
+            return []
+        wanted = None if name is None else timeline_name(name)
+        out = []
+        for record in tuple(self.route53.history):
+            if since is not None and record.submitted_at < since:
+                continue
+            changes = [{"action": action, "name": timeline_name(rname), "type": rtype, "set_identifier": set_id}
+                       for action, rname, rtype, set_id in record.changes]
+            if wanted is not None and all(c["name"] != wanted for c in changes):
+                continue
+            out.append({"time": record.submitted_at, "change_id": record.change_id, "zone_id": record.zone_id,
+                        "comment": record.comment, "changes": changes})
+        return out
+
+    def health_checks(self) -> dict[str, Any]:
+        """Every health check the lab evaluates, with its status and each checker's latest result."""
+        health, runner = self.health, self.health_runner
+        checks = []
+        if health is not None:
+            statuses = health.evaluator.statuses()
+            for config in health.configs():
+                checks.append({
+                    "id": config.id, "type": config.type, "target": describe_target(config),
+                    "healthy": statuses.get(config.id, True), "request_interval": config.request_interval,
+                    "failure_threshold": config.failure_threshold, "inverted": config.inverted,
+                    "disabled": config.disabled, "regions": list(config.regions),
+                    "observations": [
+                        {"region": region, "ok": result.ok, "status": result.status, "checked_at": result.checked_at}
+                        for region, result in health.evaluator.observations(config.id)
+                    ],
+                })
+        speedup = runner.speedup if runner is not None else self.topology.health_check_speedup
+        return {"speedup": speedup, "checks": checks}
+
+    def health_log(self, since: float | None = None) -> list[dict[str, Any]]:
+        """Health-check status transitions, oldest first: ``{"time", "id", "healthy", "reason"}``."""
+        runner = self.health_runner
+        return [] if runner is None else runner.log(since)
 
     def _running_dns(self) -> LabDNS:
         if self.dns is None:
@@ -335,6 +459,8 @@ class Lab:
             try:
                 if self.route53 is not None:
                     self.route53.resync()
+                if self.health is not None:  # health checks written behind the lab's back
+                    self.health.refresh()
             except Exception:  # noqa: BLE001 - a failed resync is retried next interval
                 continue
 
@@ -357,6 +483,7 @@ class Lab:
             record_ttl=t.record_ttl,
             propagation_delay=t.propagation_delay,
             started_at=self.started_at,
+            health_check_speedup=t.health_check_speedup,
             zones={name.rstrip("."): zid for name, zid in self.zone_ids.items()},
             endpoints=tuple(
                 EndpointInfo(ep.name, ep.zone, self.zone_ids[normalize_name(ep.zone)], ep.ipv6)
@@ -386,12 +513,25 @@ class Lab:
                 lb["name"]: {**lb, "faults": self.fleet[lb["name"]].faults()} for lb in info.load_balancers
             },
             "dynamodb": {"capacity": self.fleet.capacity.describe()},
+            "health_checks": self._health_summary(),
             "control": self._control_summary(),
             "counters": {
                 "dns": self.dns.counters(),
                 "lb": self.fleet.counters(),
                 "route53": dict(self.route53.counters),
             },
+        }
+
+    def _health_summary(self) -> dict[str, Any]:
+        health, runner = self.health, self.health_runner
+        if health is None or runner is None:
+            return {}
+        statuses = health.evaluator.statuses()
+        return {
+            "speedup": runner.speedup,
+            "total": len(statuses),
+            "unhealthy": sorted(check for check, healthy in statuses.items() if not healthy),
+            "counters": {**runner.counters(), **health.counters},
         }
 
     def _control_summary(self) -> dict[str, Any]:
@@ -404,7 +544,7 @@ class Lab:
     def metrics_text(self) -> str:
         assert self.dns is not None and self.fleet is not None and self.route53 is not None
         return metrics.render(self.dns.counters(), self.fleet.counters(), dict(self.route53.counters),
-                              capacity=self.fleet.capacity.describe())
+                              capacity=self.fleet.capacity.describe(), health=self._health_summary() or None)
 
     # --- control API (/_chaos_dynamo/...) ------------------------------------------------
     def _control(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
@@ -425,6 +565,16 @@ class Lab:
             return 200, [dataclasses.asdict(r) for r in self.fleet.request_log(since=since)]
         if parts == ["availability"] and method == "GET":
             return 200, self.availability(query["endpoint"][0] if "endpoint" in query else None)
+        if parts[:1] == ["route53"] and method == "GET":
+            name = query["name"][0] if "name" in query else None
+            if parts == ["route53", "answers"]:
+                return 200, self.answers(name, since)
+            if parts == ["route53", "changes"]:
+                return 200, self.changes(name, since)
+            if parts == ["route53", "health"]:
+                return 200, self.health_checks()
+            if parts == ["route53", "health", "log"]:
+                return 200, self.health_log(since)
         if parts == ["lb", "connections", "close"] and method == "POST":
             return 200, self.fleet.close_connections()
         if len(parts) == 3 and parts[0] == "lb" and parts[2] == "faults" and method in ("POST", "PUT"):
@@ -507,6 +657,8 @@ class Lab:
 ROUTES = ["GET /_chaos_dynamo/status", "GET /_chaos_dynamo/info",
           "GET /_chaos_dynamo/dns/log?since=T", "GET /_chaos_dynamo/lb/log?since=T",
           "GET /_chaos_dynamo/availability?endpoint=NAME",
+          "GET /_chaos_dynamo/route53/answers?name=N&since=T", "GET /_chaos_dynamo/route53/changes?name=N&since=T",
+          "GET /_chaos_dynamo/route53/health", "GET /_chaos_dynamo/route53/health/log?since=T",
           "POST /_chaos_dynamo/lb/NAME/faults", "POST /_chaos_dynamo/lb/faults/reset",
           "POST /_chaos_dynamo/lb/connections/close",
           "GET /_chaos_dynamo/dynamodb/capacity", "POST /_chaos_dynamo/dynamodb/capacity",

@@ -4,7 +4,9 @@ Counters arrive as nested dictionaries from the DNS server, the LB fleet and the
 front; ``by_<label>`` levels become labels. So
 ``{"lb-1": {"by_operation": {"GetItem": 3}}}`` renders as
 ``chaos_dynamo_lb_requests_by_operation_total{lb="lb-1",operation="GetItem"} 3``.
-The DynamoDB capacity adds ``chaos_dynamo_dynamodb_capacity_*`` gauges and counters.
+The DynamoDB capacity adds ``chaos_dynamo_dynamodb_capacity_*`` gauges and counters, and
+the Route 53 health checks ``chaos_dynamo_route53_health_checks*`` gauges and
+``chaos_dynamo_route53_health_checker_*_total`` counters.
 """
 
 from __future__ import annotations
@@ -86,8 +88,33 @@ def render_capacity(capacity: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+_HEALTH = "chaos_dynamo_route53_health"
+_HEALTH_COUNTERS = (  # (key of the runner's counters, metric suffix)
+    ("probes", "checker_probes_total"),
+    ("failures", "checker_failures_total"),
+    ("skipped", "checker_skipped_total"),
+    ("transitions", "check_transitions_total"),
+)
+
+
+def render_health(health: Mapping[str, Any]) -> list[str]:
+    """Lines for the lab's Route 53 health checks (the ``health_checks`` part of lab
+    status): checks and unhealthy checks as gauges, checker probes as counters."""
+    counters = health.get("counters", {})
+    unhealthy = health.get("unhealthy", [])
+    lines = [f"# TYPE {_HEALTH}_checks gauge", f"{_HEALTH}_checks {int(health.get('total', 0))}",
+             f"# TYPE {_HEALTH}_checks_unhealthy gauge", f"{_HEALTH}_checks_unhealthy {len(unhealthy)}"]
+    if "in_flight" in counters:
+        lines += [f"# TYPE {_HEALTH}_checker_probes_in_flight gauge",
+                  f"{_HEALTH}_checker_probes_in_flight {int(counters['in_flight'])}"]
+    for key, suffix in _HEALTH_COUNTERS:
+        if key in counters:
+            lines += [f"# TYPE {_HEALTH}_{suffix} counter", f"{_HEALTH}_{suffix} {int(counters[key])}"]
+    return lines
+
+
 def render(dns: Mapping[str, Any], lb: Mapping[str, Any], route53: Mapping[str, Any],
-           capacity: Mapping[str, Any] | None = None) -> str:
+           capacity: Mapping[str, Any] | None = None, health: Mapping[str, Any] | None = None) -> str:
     """The whole ``/metrics`` page."""
     lines = render_family("chaos_dynamo_dns_queries", dns)
     fleet = {k: v for k, v in lb.items() if isinstance(v, Mapping) and k != "total"}
@@ -95,4 +122,6 @@ def render(dns: Mapping[str, Any], lb: Mapping[str, Any], route53: Mapping[str, 
     lines += render_family("chaos_dynamo_route53_changes", route53)
     if capacity is not None:
         lines += render_capacity(capacity)
+    if health is not None:
+        lines += render_health(health)
     return "\n".join(lines) + "\n"

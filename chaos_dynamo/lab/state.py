@@ -47,6 +47,8 @@ class LabInfo:
     zones: dict[str, str] = field(default_factory=dict)  # name -> zone id
     endpoints: tuple[EndpointInfo, ...] = ()
     load_balancers: tuple[dict[str, Any], ...] = ()
+    # Route 53 health-check time runs this much faster than AWS's (older state files lack it).
+    health_check_speedup: float = 10.0
 
     @property
     def dns(self) -> tuple[str, int]:

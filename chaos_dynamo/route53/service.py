@@ -7,6 +7,13 @@ has passed and the lab DNS answers from the new records, then INSYNC.
 
 HTTP parsing lives in ``xmlcodec``; the rules in ``rules``; the emulator adapter in
 ``backend``. This module only coordinates them.
+
+Health checks: the emulator stores them (moto reports "Success" for ever), the lab checks
+and evaluates them. :class:`HealthCheckService` holds the configurations the lab
+evaluates: the emulator's, read again after every change made through the lab, with
+CreateHealthCheck / UpdateHealthCheck checked first by the lab's rules
+(:func:`~chaos_dynamo.route53.healthchecks.check_config`). A change batch naming a health
+check the lab does not know is refused (``NoSuchHealthCheck``), as Route 53 does.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import itertools
 import random
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +31,12 @@ from typing import Any
 from chaos_dynamo.clock import REAL_CLOCK, Clock
 from chaos_dynamo.errors import AwsError, LabError
 from chaos_dynamo.route53.backend import Route53Backend
+from chaos_dynamo.route53.healthchecks import (
+    HealthCheckConfig,
+    HealthEvaluator,
+    check_config,
+    config_from_api,
+)
 from chaos_dynamo.route53.records import (
     RecordKey,
     RecordSet,
@@ -32,6 +45,7 @@ from chaos_dynamo.route53.records import (
     strip_zone_prefix,
 )
 from chaos_dynamo.route53.rules import Change, apply_changes
+from chaos_dynamo.route53.xmlcodec import Observation
 
 Publish = Callable[[ZoneSnapshot], None]
 _ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
@@ -57,6 +71,8 @@ class Route53Service:
         publish: called with a zone's new records once a change has propagated.
         propagation_delay: seconds from an accepted batch to DNS answering from it.
         seed: makes change ids reproducible.
+        health_check_known: whether a health check id exists; a CREATE or UPSERT naming
+            one that does not is refused with NoSuchHealthCheck. By default every id exists.
     """
 
     def __init__(
@@ -70,8 +86,10 @@ class Route53Service:
         seed: int = 0,
         clock: Clock = REAL_CLOCK,
         history_limit: int = 100_000,
+        health_check_known: Callable[[str], bool] = lambda check_id: True,
     ) -> None:
         self.backend = backend
+        self._health_check_known = health_check_known
         self._publish_to_dns = publish
         self._remove_from_dns = remove
         self._published: dict[str, tuple[RecordSet, ...]] = {}
@@ -194,10 +212,12 @@ class Route53Service:
 
         Raises:
             InvalidChangeBatch: a change broke Route 53's rules; nothing was applied.
-            AwsError: InvalidInput, NoSuchHostedZone, or an emulator error.
+            AwsError: InvalidInput, NoSuchHostedZone, NoSuchHealthCheck (a CREATE or
+                UPSERT names a health check that does not exist), or an emulator error.
         """
         zone_id = strip_zone_prefix(zone_id)
         zone_name = self.zone_name(zone_id)
+        self._check_health_checks(changes)
         with self._lock(zone_id):
             known = self._known.get(zone_id) if self._sole_writer else None
             current = dict(known) if known is not None else index_records(self.backend.list_records(zone_id))
@@ -221,6 +241,17 @@ class Route53Service:
             self._count("accepted")
             self._schedule(zone_id, ZoneSnapshot(zone_id, zone_name, _ordered(target)), record.change_id)
         return record
+
+    def _check_health_checks(self, changes: list[Change]) -> None:
+        """Refuse the batch if a record it creates names an unknown health check.
+
+        A DELETE may name one: a record must stay deletable after its health check went.
+        """
+        for change in changes:
+            check_id = change.record.health_check_id
+            if change.action != "DELETE" and check_id is not None and not self._health_check_known(check_id):
+                self._count("rejected")
+                raise AwsError("NoSuchHealthCheck", f"No health check exists with the specified ID {check_id}")
 
     def _write(self, zone_id: str, current: dict[RecordKey, RecordSet],
                target: dict[RecordKey, RecordSet], assumed: bool = False) -> None:
@@ -317,3 +348,191 @@ class Route53Service:
 
 def _ordered(records: dict[RecordKey, RecordSet]) -> tuple[RecordSet, ...]:
     return tuple(records[k] for k in sorted(records, key=lambda k: (k[0], k[1], k[2] or "")))
+
+
+# --- health checks ------------------------------------------------------------------------
+
+UPDATABLE_FIELDS = frozenset({
+    "IPAddress", "Port", "ResourcePath", "FullyQualifiedDomainName", "SearchString", "FailureThreshold",
+    "Inverted", "Disabled", "HealthThreshold", "ChildHealthChecks", "EnableSNI", "Regions",
+    "AlarmIdentifier", "InsufficientDataHealthStatus",
+})
+"""The HealthCheckConfig fields UpdateHealthCheck can set (Type and RequestInterval cannot change)."""
+RESETTABLE_ELEMENTS = ("FullyQualifiedDomainName", "Regions", "ResourcePath", "ChildHealthChecks")
+"""What UpdateHealthCheck's ResetElements can put back to its default."""
+
+
+def list_health_checks(client: Any) -> list[dict[str, Any]]:
+    """Every health check a Route 53 API holds, as boto3 returns them (``Id``,
+    ``CallerReference``, ``HealthCheckConfig``...), following pagination."""
+    checks: list[dict[str, Any]] = []
+    try:
+        for page in client.get_paginator("list_health_checks").paginate():
+            checks.extend(page.get("HealthChecks", []))
+    except Exception as exc:
+        raise AwsError.from_client_error(exc, "ListHealthChecks") from exc
+    return checks
+
+
+class HealthCheckService:
+    """The health checks the lab evaluates, and the rules their API calls must follow.
+
+    Args:
+        list_checks: reads the emulator's health checks (:func:`list_health_checks`).
+        configure: receives the configurations after every refresh (the lab's runner).
+        evaluator: the checks' state, for GetHealthCheckStatus and
+            GetHealthCheckLastFailureReason.
+        checker_address: the checkers' source address, reported in every observation.
+
+    The emulator is the store; the lab keeps, per id, the configuration an
+    UpdateHealthCheck through the lab asked for, because moto's update drops ``Regions``
+    and ``ChildHealthChecks`` left out of the request and ignores ``ResetElements``.
+    """
+
+    def __init__(self, list_checks: Callable[[], list[dict[str, Any]]],
+                 configure: Callable[[list[HealthCheckConfig]], object] = lambda configs: None, *,
+                 evaluator: HealthEvaluator | None = None, checker_address: str = "127.0.0.1") -> None:
+        self._list_checks = list_checks
+        self.configure = configure
+        self.evaluator = evaluator if evaluator is not None else HealthEvaluator()
+        self.checker_address = checker_address
+        self._lock = threading.Lock()  # one refresh at a time, so configurations arrive in order
+        self._raw: dict[str, dict[str, Any]] = {}  # id -> API HealthCheckConfig the lab evaluates
+        self._updated: dict[str, dict[str, Any]] = {}
+        self._configs: dict[str, HealthCheckConfig] = {}
+        self.counters = {"refreshes": 0, "refresh_errors": 0, "refused": 0}
+
+    def refresh(self) -> list[HealthCheckConfig]:
+        """Re-read the emulator's health checks and hand them to ``configure``.
+
+        A check the lab cannot evaluate (stored on the emulator behind the lab's back,
+        e.g. HTTPS) is still listed, so records may name it, but with no checkers it
+        stays healthy. On an emulator error the previous configurations stay.
+
+        Raises:
+            AwsError: the emulator failed to list its health checks.
+        """
+        with self._lock:
+            try:
+                listed = self._list_checks()
+            except Exception:
+                self.counters["refresh_errors"] += 1
+                raise
+            self.counters["refreshes"] += 1
+            raw: dict[str, dict[str, Any]] = {}
+            configs: dict[str, HealthCheckConfig] = {}
+            for item in listed:
+                check_id = str(item.get("Id", ""))
+                api = dict(self._updated.get(check_id) or item.get("HealthCheckConfig") or {})
+                try:
+                    config = config_from_api(check_id, api, str(item.get("CallerReference", "")))
+                except AwsError:
+                    continue  # not even typed right: nothing the lab can check
+                raw[check_id], configs[check_id] = api, config
+            self._updated = {k: v for k, v in self._updated.items() if k in raw}
+            self._raw, self._configs = raw, configs
+            self.configure(list(configs.values()))
+            return list(configs.values())
+
+    def known(self, check_id: str) -> bool:
+        """Whether the health check exists; an id not seen yet is looked up once more."""
+        with self._lock:
+            if check_id in self._configs:
+                return True
+        try:
+            self.refresh()
+        except AwsError:
+            return False
+        with self._lock:
+            return check_id in self._configs
+
+    def ids(self) -> set[str]:
+        with self._lock:
+            return set(self._configs)
+
+    def config(self, check_id: str) -> HealthCheckConfig | None:
+        with self._lock:
+            return self._configs.get(check_id)
+
+    def configs(self) -> list[HealthCheckConfig]:
+        with self._lock:
+            return list(self._configs.values())
+
+    def check_create(self, caller_reference: str, config: Mapping[str, Any]) -> HealthCheckConfig:
+        """Apply CreateHealthCheck's rules (AWS's and the lab's) before the emulator sees it.
+
+        Raises:
+            AwsError: ``InvalidInput`` naming the field and the fix.
+        """
+        try:
+            checked = config_from_api("(new)", config, caller_reference)
+            check_config(checked, self.ids())
+        except AwsError:
+            self._refused()
+            raise
+        return checked
+
+    def check_update(self, check_id: str, update: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The configuration UpdateHealthCheck would leave, checked by the rules.
+
+        Returns None for an id the lab does not know (the emulator answers
+        NoSuchHealthCheck); otherwise the merged API ``HealthCheckConfig``, to hand to
+        :meth:`updated` once the emulator took the update.
+
+        Raises:
+            AwsError: ``InvalidInput`` naming the field and the fix.
+        """
+        if not self.known(check_id):
+            return None
+        with self._lock:
+            merged = dict(self._raw.get(check_id, {}))
+            known_ids = set(self._configs)
+        reset = update.get("ResetElements") or []
+        for element in reset:
+            if element not in RESETTABLE_ELEMENTS:
+                self._refused()
+                raise AwsError("InvalidInput", f"Invalid parameter: ResetElements names {element!r}; "
+                                               f"use some of {list(RESETTABLE_ELEMENTS)}")
+            merged.pop(element, None)
+        merged.update({k: v for k, v in update.items() if k in UPDATABLE_FIELDS})
+        try:
+            check_config(config_from_api(check_id, merged), known_ids)
+        except AwsError:
+            self._refused()
+            raise
+        return merged
+
+    def updated(self, check_id: str, merged: Mapping[str, Any]) -> None:
+        """The emulator took an UpdateHealthCheck: evaluate ``merged`` from now on."""
+        with self._lock:
+            self._updated[check_id] = dict(merged)
+        self.refresh()
+
+    def _refused(self) -> None:
+        with self._lock:
+            self.counters["refused"] += 1
+
+    def reports(self, check_id: str, failures: bool = False) -> list[Observation] | None:
+        """Each checker region's latest result (``failures``: latest failure), as
+        GetHealthCheckStatus (GetHealthCheckLastFailureReason) reports them; None for
+        an id that does not exist."""
+        if not self.known(check_id):
+            return None
+        pairs = (self.evaluator.last_failures(check_id) if failures
+                 else self.evaluator.observations(check_id))
+        return [Observation(region, self.checker_address, result.status,
+                            datetime.fromtimestamp(result.checked_at, tz=UTC))
+                for region, result in pairs]
+
+
+def describe_target(config: HealthCheckConfig) -> str:
+    """What a health check looks at, in one line: a URL, host:port, or its children."""
+    if config.calculated:
+        threshold = config.health_threshold if config.health_threshold is not None else len(config.children)
+        return f"calculated: at least {threshold} of [{', '.join(config.children)}] healthy"
+    host = config.ip_address or config.fqdn or "?"
+    if ":" in host:
+        host = f"[{host}]"
+    if config.type == "TCP":
+        return f"tcp://{host}:{config.effective_port}"
+    return f"http://{host}:{config.effective_port}{config.resource_path}"

@@ -1,8 +1,10 @@
 """Route 53's REST-XML, as boto3 sends and parses it, for the lab's HTTP front.
 
-Only what the lab answers itself: the ``ChangeResourceRecordSets`` request, the
-``ChangeInfo`` responses of that call and of ``GetChange``, and error bodies. Everything
-else is proxied to the emulator untouched.
+Only what the lab reads or answers itself: the ``ChangeResourceRecordSets`` request, the
+``ChangeInfo`` responses of that call and of ``GetChange``, the ``CreateHealthCheck`` and
+``UpdateHealthCheck`` requests (checked by the lab before the emulator stores them), the
+``GetHealthCheckStatus`` and ``GetHealthCheckLastFailureReason`` responses, and error
+bodies. Everything else is proxied to the emulator untouched.
 
 Error bodies use the shape Route 53 sends today, ``<ErrorResponse><Error>`` with ``Type``,
 ``Code``, ``Message``, and ``RequestId`` beside it, for every code including
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,11 +28,15 @@ from chaos_dynamo.route53.rules import Change, change_from_api
 
 __all__ = [
     "NAMESPACE",
+    "Observation",
     "aws_error_xml",
     "change_info_xml",
     "error_xml",
+    "health_check_observations_xml",
     "invalid_change_batch_message",
     "parse_change_batch",
+    "parse_create_health_check",
+    "parse_update_health_check",
 ]
 
 NAMESPACE = "https://route53.amazonaws.com/doc/2013-04-01/"
@@ -67,14 +74,14 @@ def parse_change_batch(body: bytes) -> tuple[str | None, list[Change]]:
     return comment, changes
 
 
-def _parse_xml(body: bytes) -> ET.Element:
+def _parse_xml(body: bytes, expected: str = "ChangeResourceRecordSetsRequest") -> ET.Element:
     # A DOCTYPE is the door to entity expansion; Route 53 requests never carry one.
     if b"<!DOCTYPE" in body[:1024].upper():
         raise AwsError("InvalidInput", "Invalid XML ; DOCTYPE is not allowed in a Route 53 request")
     try:
         return ET.fromstring(body)
     except ET.ParseError as exc:
-        raise AwsError("InvalidInput", f"Invalid XML ; {exc}; send a ChangeResourceRecordSetsRequest document") from None
+        raise AwsError("InvalidInput", f"Invalid XML ; {exc}; send a {expected} document") from None
 
 
 def _local(tag: str) -> str:
@@ -166,6 +173,63 @@ def _generic(el: ET.Element) -> Any:
     return out
 
 
+# --- health-check requests -----------------------------------------------------------------
+
+_HC_INT_FIELDS = frozenset({"Port", "RequestInterval", "FailureThreshold", "HealthThreshold", "HealthCheckVersion"})
+_HC_BOOL_FIELDS = frozenset({"MeasureLatency", "Inverted", "Disabled", "EnableSNI"})
+_HC_LIST_FIELDS = {"ChildHealthChecks": "ChildHealthCheck", "Regions": "Region",
+                   "ResetElements": "ResettableElementName"}
+
+
+def parse_create_health_check(body: bytes) -> tuple[str, dict[str, Any]]:
+    """Parse a ``CreateHealthCheckRequest`` body into (caller reference, HealthCheckConfig).
+
+    The config is the dict boto3 would have been given (``Port`` an int, ``Inverted`` a
+    bool, ``Regions`` a list...), so the lab checks exactly what the caller sent.
+
+    Raises:
+        AwsError: ``InvalidInput`` for XML that does not parse, lacks ``CallerReference`` or
+            ``HealthCheckConfig``, or holds a bad number or boolean; ``MalformedInput`` for
+            another document.
+    """
+    root = _parse_xml(body, "CreateHealthCheckRequest")
+    if _local(root.tag) != "CreateHealthCheckRequest":
+        raise AwsError("MalformedInput", "Expected a CreateHealthCheckRequest document")
+    caller_reference = _text_of(root, "CallerReference")
+    return caller_reference, _health_check_fields(_required(root, "HealthCheckConfig"))
+
+
+def parse_update_health_check(body: bytes) -> dict[str, Any]:
+    """Parse an ``UpdateHealthCheckRequest`` body into the fields it sets, typed as boto3
+    types them (``ResetElements`` a list of element names); fields not sent are absent.
+
+    Raises:
+        AwsError: as :func:`parse_create_health_check`.
+    """
+    root = _parse_xml(body, "UpdateHealthCheckRequest")
+    if _local(root.tag) != "UpdateHealthCheckRequest":
+        raise AwsError("MalformedInput", "Expected an UpdateHealthCheckRequest document")
+    return _health_check_fields(root)
+
+
+def _health_check_fields(el: ET.Element) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for child in el:
+        name = _local(child.tag)
+        text = child.text or ""
+        if name in _HC_INT_FIELDS:
+            out[name] = _int(name, text)
+        elif name in _HC_BOOL_FIELDS:
+            out[name] = _bool(name, text)
+        elif name in _HC_LIST_FIELDS:
+            out[name] = [item.text or "" for item in _children(child, _HC_LIST_FIELDS[name])]
+        elif len(child) == 0:
+            out[name] = text
+        else:
+            out[name] = _generic(child)  # AlarmIdentifier: {"Region", "Name"}
+    return out
+
+
 # --- responses ---------------------------------------------------------------------------
 
 def _document(root: ET.Element) -> bytes:
@@ -236,3 +300,29 @@ def aws_error_xml(error: AwsError, request_id: str) -> bytes:
     if isinstance(error, InvalidChangeBatch):
         return error_xml(error.code, invalid_change_batch_message(error.messages), request_id)
     return error_xml(error.code, error.aws_message, request_id)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One checker's report in ``GetHealthCheckStatus`` / ``GetHealthCheckLastFailureReason``."""
+
+    region: str
+    ip_address: str
+    status: str
+    checked_at: datetime
+
+
+def health_check_observations_xml(
+    observations: Sequence[Observation], root: str = "GetHealthCheckStatusResponse",
+) -> bytes:
+    """A ``HealthCheckObservations`` response (also ``root="GetHealthCheckLastFailureReasonResponse"``)."""
+    doc = ET.Element(root, xmlns=NAMESPACE)
+    items = ET.SubElement(doc, "HealthCheckObservations")
+    for observation in observations:
+        item = ET.SubElement(items, "HealthCheckObservation")
+        _sub(item, "Region", observation.region)
+        _sub(item, "IPAddress", observation.ip_address)
+        report = ET.SubElement(item, "StatusReport")
+        _sub(report, "Status", observation.status)
+        _sub(report, "CheckedTime", _timestamp(observation.checked_at))
+    return _document(doc)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 import pytest
 
-from chaos_dynamo.errors import InvalidChangeBatch, LabError
+from chaos_dynamo.errors import AwsError, InvalidChangeBatch, LabError
+from chaos_dynamo.route53.healthchecks import HealthCheckConfig
 from chaos_dynamo.route53.records import RecordKey, RecordSet, ZoneSnapshot
 from chaos_dynamo.route53.rules import Change
-from chaos_dynamo.route53.service import Route53Service
+from chaos_dynamo.route53.service import HealthCheckService, Route53Service
 
 SOA = RecordSet("example.com.", "SOA", ttl=900, values=("ns. host. 1 7200 900 1209600 86400",))
 NS = RecordSet("example.com.", "NS", ttl=172800, values=("ns-1.example.net.",))
@@ -185,3 +189,92 @@ def test_as_sole_writer_it_reads_a_zone_once_then_trusts_what_it_wrote() -> None
         assert backend.zones["Z1"][1][("www.example.com.", "A", None)].values == ("192.0.2.4",)
     finally:
         svc.close()
+
+
+# --- health checks ---------------------------------------------------------------------------
+
+def test_a_record_naming_an_unknown_health_check_is_refused_whole() -> None:
+    backend, recorder = MemoryBackend(), Recorder()
+    svc = Route53Service(backend, recorder.publish, propagation_delay=0.0,  # type: ignore[arg-type]
+                         health_check_known=lambda check_id: check_id == "known")
+    checked = RecordSet("w.example.com.", "A", ttl=5, values=("192.0.2.1",), set_identifier="a", weight=1,
+                        health_check_id="known")
+    try:
+        with pytest.raises(AwsError) as caught:
+            svc.change("Z1", [a_record("192.0.2.9"), Change("CREATE", checked),
+                              Change("UPSERT", replace(checked, set_identifier="b", health_check_id="gone"))])
+        assert (caught.value.code, caught.value.aws_message) == (
+            "NoSuchHealthCheck", "No health check exists with the specified ID gone")
+        assert set(backend.zones["Z1"][1]) == {SOA.key, NS.key} and svc.counters["rejected"] == 1
+        svc.change("Z1", [Change("CREATE", checked)])
+        assert checked.key in backend.zones["Z1"][1]
+    finally:
+        svc.close()
+
+
+def test_deleting_a_record_whose_health_check_is_gone_is_allowed() -> None:
+    backend, recorder = MemoryBackend(), Recorder()
+    known = {"hc"}
+    svc = Route53Service(backend, recorder.publish, propagation_delay=0.0,  # type: ignore[arg-type]
+                         health_check_known=lambda check_id: check_id in known)
+    record = RecordSet("w.example.com.", "A", ttl=5, values=("192.0.2.1",), set_identifier="a", weight=1,
+                       health_check_id="hc")
+    try:
+        svc.change("Z1", [Change("CREATE", record)])
+        known.clear()
+        svc.change("Z1", [Change("DELETE", record)])
+        assert record.key not in backend.zones["Z1"][1]
+    finally:
+        svc.close()
+
+
+class FakeChecks:
+    """The emulator's health checks, as moto keeps them (its update drops Regions)."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, dict[str, Any]] = {}
+        self.lists = 0
+
+    def list(self) -> list[dict[str, Any]]:
+        self.lists += 1
+        return [{"Id": k, "CallerReference": f"ref-{k}", "HealthCheckConfig": dict(v)} for k, v in self.items.items()]
+
+
+HTTP = {"Type": "HTTP", "IPAddress": "127.0.0.11", "Port": 8080, "ResourcePath": "/h", "RequestInterval": 10,
+        "Regions": ["us-east-1", "us-west-1", "us-west-2"]}
+
+
+def test_health_check_service_checks_creates_and_merges_updates() -> None:
+    emulator = FakeChecks()
+    configured: list[list[HealthCheckConfig]] = []
+    checks = HealthCheckService(emulator.list, configured.append)
+    with pytest.raises(AwsError, match="loopback addresses only"):
+        checks.check_create("r", {**HTTP, "IPAddress": "198.51.100.1"})
+    with pytest.raises(AwsError, match="ChildHealthChecks names nope"):
+        checks.check_create("r", {"Type": "CALCULATED", "ChildHealthChecks": ["nope"], "HealthThreshold": 1})
+    assert checks.check_create("r", HTTP).port == 8080
+    assert checks.counters["refused"] == 2
+
+    emulator.items["hc1"] = dict(HTTP)
+    assert checks.known("hc1")  # not seen yet: looked up once more
+    assert [c.id for c in configured[-1]] == ["hc1"]
+    assert checks.check_update("nope", {"FailureThreshold": 2}) is None
+    with pytest.raises(AwsError, match="IPAddress"):
+        checks.check_update("hc1", {"IPAddress": "10.0.0.1"})
+    with pytest.raises(AwsError, match="ResetElements"):
+        checks.check_update("hc1", {"ResetElements": ["Type"]})
+    merged = checks.check_update("hc1", {"FailureThreshold": 2, "ResetElements": ["ResourcePath"],
+                                         "HealthCheckVersion": 1})
+    assert merged == {**{k: v for k, v in HTTP.items() if k != "ResourcePath"}, "FailureThreshold": 2}
+    # The emulator's update forgot Regions; the lab evaluates what the update asked for.
+    emulator.items["hc1"] = {k: v for k, v in HTTP.items() if k != "Regions"} | {"FailureThreshold": 2}
+    assert merged is not None
+    checks.updated("hc1", merged)
+    config = checks.config("hc1")
+    assert config is not None
+    assert (config.failure_threshold, config.resource_path, config.regions) == (
+        2, "/", ("us-east-1", "us-west-1", "us-west-2"))
+    del emulator.items["hc1"]
+    checks.refresh()
+    assert checks.ids() == set() and configured[-1] == []
+    assert checks.reports("hc1") is None
