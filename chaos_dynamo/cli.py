@@ -398,9 +398,11 @@ def service() -> None:
 @click.argument("name")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option("--kind", type=click.Choice(["naive", "legacy", "standard", "adaptive", "hardened",
-                                           "lease-naive", "lease-hardened"]),
+                                           "lease-naive", "lease-hardened",
+                                           "failover-naive", "failover-hardened"]),
               help="A reference service (instead of a command after --); lease-* are lease "
-                   "fleets whose instances split the leases into shards.")
+                   "fleets whose instances split the leases into shards; failover-* are "
+                   "failover controllers (one instance).")
 @click.option("--instances", type=int, default=1, show_default=True, help="Processes to run (1-64).")
 @click.option("--rate", type=float, default=5.0, show_default=True,
               help="Reference services: logical DynamoDB calls per second per instance.")

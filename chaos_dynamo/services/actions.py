@@ -60,7 +60,8 @@ def start_service(name: str, kind: str = "", command: str = "", instances: int =
     Args:
         name: the service's name; its SDK app id and what the probes call it.
         kind: a reference service: naive, legacy, standard, adaptive or hardened, or a
-            lease fleet: lease-naive or lease-hardened (its instances are shards); or
+            lease fleet: lease-naive or lease-hardened (its instances are shards); a failover
+            controller: failover-naive or failover-hardened (one instance); or
         command: your own program (any language), as one string split like a shell does,
             e.g. ``"java -jar checkout.jar --port 80{instance}"``.
         instances: processes to run (1-64).

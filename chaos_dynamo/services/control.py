@@ -13,7 +13,8 @@ Declare it once at the top of the experiment; the service is described by config
     }
 
 Keys: ``service_name`` (required), ``service_kind`` (a reference service: naive, legacy,
-standard, adaptive, hardened, or a lease fleet: lease-naive, lease-hardened) or ``service_command`` (your program, any language; when
+standard, adaptive, hardened, or a lease fleet: lease-naive, lease-hardened, or a failover controller: failover-naive,
+failover-hardened) or ``service_command`` (your program, any language; when
 both are set the command wins, so an experiment can default to a reference service and a
 team overrides it with theirs), ``service_instances``, ``service_rate``,
 ``service_concurrency``, ``service_seed``, ``service_args`` (extra arguments of a reference

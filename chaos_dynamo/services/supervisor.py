@@ -17,6 +17,14 @@ instance is ready. Stopping a service signals each recorded process group, TERM 
 KILL, but only a group whose processes still carry the service's name in their
 environment: a recorded pid that now belongs to another program is left alone.
 
+Reference kinds: the workload services (``naive``, ``legacy``, ``standard``, ``adaptive``,
+``hardened``: ``python -m chaos_dynamo.services.reference --kind K``), the lease fleets
+(``lease-naive``, ``lease-hardened``: ``python -m chaos_dynamo.lease.reference --manager M``,
+instances are shards) and the failover controllers (``failover-naive``,
+``failover-hardened``: ``python -m chaos_dynamo.failover.reference --controller C``, one
+instance; ``args`` such as ``"--name app.us-east-1.amazonaws.com --down-after 3"``). Extra
+``args`` are checked by the kind's own parser before anything starts.
+
 A program that puts itself in a new session (a daemon that double-forks) escapes its
 process group and is not stopped; run it in the foreground.
 """
@@ -63,7 +71,9 @@ WORKLOAD_KINDS = ("naive", "legacy", "standard", "adaptive", "hardened")
 """Reference services doing a steady DynamoDB workload (:mod:`chaos_dynamo.services.reference`)."""
 LEASE_KINDS = ("lease-naive", "lease-hardened")
 """Reference lease fleets (:mod:`chaos_dynamo.lease.reference`); instances are shards."""
-REFERENCE_KINDS = WORKLOAD_KINDS + LEASE_KINDS
+FAILOVER_KINDS = ("failover-naive", "failover-hardened")
+"""Reference failover controllers (:mod:`chaos_dynamo.failover.reference`); one instance."""
+REFERENCE_KINDS = WORKLOAD_KINDS + LEASE_KINDS + FAILOVER_KINDS
 COMMAND_KIND = "command"
 """The record's ``kind`` for the user's own program."""
 ADDRESS_FIRST, ADDRESS_LAST = 100, 250
@@ -102,6 +112,10 @@ class ServiceSpec:
     @property
     def is_lease(self) -> bool:
         return self.kind in LEASE_KINDS
+
+    @property
+    def is_failover(self) -> bool:
+        return self.kind in FAILOVER_KINDS
 
     def instance_health_url(self, index: int) -> str:
         return self.health_url.replace(INSTANCE_PLACEHOLDER, str(index))
@@ -175,6 +189,7 @@ def check_health_url(url: object, field: str = "health_url") -> str:
 _SUPERVISED = {
     "workload": ("--kind", "--rate", "--concurrency", "--seed", "--http", "--ready-file"),
     "lease": ("--manager", "--seed", "--shard", "--http", "--ready-file"),
+    "failover": ("--controller", "--seed", "--http", "--ready-file"),
 }
 """Options the supervisor gives every reference instance itself (not allowed in ``args``)."""
 
@@ -183,8 +198,9 @@ def check_reference_args(kind: str, args: Sequence[str], instances: int = 1,
                          field: str = "args") -> tuple[str, ...]:
     """Check extra arguments of reference kind ``kind`` by parsing them as the instance
     will; ConfigError naming ``field`` and the option (e.g. ``--expiry``) otherwise."""
-    family = "lease" if kind in LEASE_KINDS else "workload"
-    module = "chaos_dynamo.lease.reference" if family == "lease" else "chaos_dynamo.services.reference"
+    family = "lease" if kind in LEASE_KINDS else "failover" if kind in FAILOVER_KINDS else "workload"
+    module = {"lease": "chaos_dynamo.lease.reference", "failover": "chaos_dynamo.failover.reference",
+              "workload": "chaos_dynamo.services.reference"}[family]
     for arg in args:
         option = arg.split("=", 1)[0]
         if option in ("-h", "--help"):
@@ -201,6 +217,15 @@ def check_reference_args(kind: str, args: Sequence[str], instances: int = 1,
         try:
             lease_reference.parse_args(["--manager", kind.removeprefix("lease-"),
                                         "--shard", f"0/{instances}", *args])
+        except ConfigError as exc:
+            raise ConfigError(field, f"{exc.field}: {exc.problem}",
+                              exc.fix or f"see `python -m {module} --help`") from None
+        return tuple(args)
+    if family == "failover":
+        from chaos_dynamo.failover import reference as failover_reference
+
+        try:
+            failover_reference.parse_args(["--controller", kind.removeprefix("failover-"), *args])
         except ConfigError as exc:
             raise ConfigError(field, f"{exc.field}: {exc.problem}",
                               exc.fix or f"see `python -m {module} --help`") from None
@@ -226,9 +251,10 @@ def validate(name: object, *, kind: object = "", command: str | Sequence[str] | 
 
     Exactly one of ``kind`` (a reference service) or ``command`` (the user's program, an
     argv list or a string split like a shell would) is given. ``rate``, ``concurrency`` and
-    ``seed`` are for reference services (the lease kinds take ``seed`` only); a command
-    ignores them. ``args`` are extra arguments of a reference service (a string split like
-    a shell would, or a list), e.g. ``"--leases 100 --expiry 10"`` for a lease kind.
+    ``seed`` are for reference services (the lease and failover kinds take ``seed`` only; a
+    failover controller runs as one instance); a command ignores them. ``args`` are extra
+    arguments of a reference service (a string split like a shell would, or a list), e.g.
+    ``"--leases 100 --expiry 10"`` for a lease kind, ``"--down-after 3"`` for a failover kind.
     """
     name = check_name(name, _field(prefix, "service"))
     kind_field, command_field = _field(prefix, "kind"), _field(prefix, "command")
@@ -255,6 +281,10 @@ def validate(name: object, *, kind: object = "", command: str | Sequence[str] | 
     if not 1 <= count <= MAX_INSTANCES:
         raise ConfigError(_field(prefix, "instances"), f"{count} is out of range",
                           f"use 1 to {MAX_INSTANCES} instances")
+    if kind in FAILOVER_KINDS and count != 1:
+        raise ConfigError(_field(prefix, "instances"), f"{count} instances of {kind}: two controllers "
+                          "would fight over the same records", "use 1 instance (start another "
+                          "service with another --name in args for another controller)")
     per_second = float(coerce_number(_field(prefix, "rate"), rate, integer=False))
     if not 0 < per_second <= MAX_RATE:
         raise ConfigError(_field(prefix, "rate"), f"{per_second} is out of range",
@@ -429,6 +459,10 @@ def reference_argv(spec: ServiceSpec, index: int, ready_file: Path) -> list[str]
     """The command of reference instance ``index`` (seeds differ, so instances do not retry
     in lockstep; a lease fleet's instance ``i`` holds shard ``i`` of ``instances``), then
     the spec's extra ``args``."""
+    if spec.is_failover:
+        return [sys.executable, "-m", "chaos_dynamo.failover.reference",
+                "--controller", spec.kind.removeprefix("failover-"), "--seed", str(spec.seed + index),
+                "--http", "127.0.0.1:0", "--ready-file", str(ready_file), *spec.args]
     if spec.is_lease:
         return [sys.executable, "-m", "chaos_dynamo.lease.reference",
                 "--manager", spec.kind.removeprefix("lease-"), "--seed", str(spec.seed + index),
@@ -512,8 +546,9 @@ def start(name: str, *, kind: str = "", command: str | Sequence[str] | None = No
     Args:
         name: the service's name (its SDK app id).
         kind: a reference service (``naive``, ``legacy``, ``standard``, ``adaptive``,
-            ``hardened``, or the lease fleets ``lease-naive`` and ``lease-hardened``, whose
-            instances split the leases into shards); or
+            ``hardened``, the lease fleets ``lease-naive`` and ``lease-hardened``, whose
+            instances split the leases into shards, or the failover controllers
+            ``failover-naive`` and ``failover-hardened``, one instance each); or
         command: the user's program, any language: an argv list or one string.
             ``{instance}`` in an argument is replaced by the instance's index.
         instances: processes to run (1-64).
@@ -637,8 +672,8 @@ def _spawn_all(spec: ServiceSpec, info: LabInfo, state: str | Path | None, state
     extra: dict[str, Any] = {"state_file": str(state_file)}
     if spec.is_reference:
         extra |= {"seed": spec.seed, "concurrency": spec.concurrency, "args": list(spec.args)}
-    # A lease fleet has no open-loop rate: its calls are renewals and re-establishments.
-    rate = spec.rate if spec.is_reference and not spec.is_lease else 0.0
+    # Lease fleets and failover controllers have no open-loop rate.
+    rate = spec.rate if spec.kind in WORKLOAD_KINDS else 0.0
     return ServiceRecord(name=spec.name, kind=spec.kind, command=tuple(argv0),
                          source_address=address, instances=tuple(members), started_at=clock.now(),
                          rate=rate, extra=extra)

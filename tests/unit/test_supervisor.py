@@ -93,6 +93,10 @@ def _dead_pid() -> int:
         ({"name": "svc", "kind": "naive", "args": "--rat 100"}, "args"),
         ({"name": "svc", "kind": "naive", "args": "--ready /tmp/x"}, "args"),
         ({"name": "svc", "kind": "lease-naive", "args": "--shar 0/2"}, "args"),
+        ({"name": "svc", "kind": "failover-naive", "args": "--contr hardened"}, "args"),
+        ({"name": "svc", "kind": "failover-hardened", "args": "--ready /tmp/x"}, "args"),
+        ({"name": "svc", "kind": "failover-hardened", "args": "--down-after 0"}, "args"),
+        ({"name": "svc", "kind": "failover-naive", "instances": 2}, "instances"),
     ],
 )
 def test_bad_input_names_the_field_and_starts_nothing(kwargs: dict[str, Any], field: str, state: Path,
