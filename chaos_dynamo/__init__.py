@@ -30,6 +30,8 @@ ACTIVITY_MODULES: tuple[tuple[str, str], ...] = (
     ("chaos_dynamo.health.probes", "probe"),
     ("chaos_dynamo.lease.probes", "probe"),
     ("chaos_dynamo.lease.actions", "action"),
+    ("chaos_dynamo.failover.probes", "probe"),
+    ("chaos_dynamo.failover.actions", "action"),
 )
 
 

@@ -8,8 +8,8 @@ time the addresses (or failover roles) the lab DNS answers for ``N`` change::
 
 With ``since``, the entry in effect at ``since`` comes first. An unknown name is ``[]``.
 ``GET /_chaos_dynamo/route53/changes?name=N&since=T`` lists the accepted change batches
-touching ``N``: ``{"time", "change_id", "zone_id", "comment", "changes": [{"action", "name",
-"type", "set_identifier"}]}``.
+touching ``N`` or a name below it: ``{"time", "change_id", "zone_id", "comment", "changes":
+[{"action", "name", "type", "set_identifier"}]}``.
 
 Entries become typed values here; a malformed entry is a LabError naming its field
 (``answers[3].addresses``), a lab without the routes a LabError saying how to get them.
@@ -175,7 +175,7 @@ class HttpHistory:
         return [parse_answer(entry, f"answers[{i}]") for i, entry in enumerate(raw)]
 
     def changes(self, name: str, since: float) -> list[ChangeBatch]:
-        """Accepted change batches touching ``name`` from ``since`` on."""
+        """Accepted change batches touching ``name`` or a name below it, from ``since`` on."""
         raw = self._get(CHANGES_ROUTE, {"name": name, "since": repr(since)}, "Route 53 change history")
         return [parse_batch(batch, f"changes[{i}]") for i, batch in enumerate(raw)]
 

@@ -397,8 +397,9 @@ def capacity_now(subject: _Subject, wait_for: float, timeout: float, clock: Cloc
 def record_changes(name: str, window: float = 60.0, zone: str = "", since: float = 0.0, fleet_size: int = 0,
                    *, configuration: dict[str, Any] | None = None,
                    secrets: dict[str, Any] | None = None) -> JsonDict:
-    """The most accepted Route 53 change batches touching ``name`` in any ``window`` seconds
-    of the span (for the demo topology: the pool name, whose records the controller writes).
+    """The most accepted Route 53 change batches touching ``name`` or a name below it in any
+    ``window`` seconds of the span (for the demo topology, ``app.<zone>`` counts the
+    controller's writes to ``pool.app.<zone>``).
 
     Returns ``{"name", "changes", "total", "window", "at", "batches": [...], "since",
     "until", "basis"}``. Tolerance: ``at_most`` with ``"key": "changes"``.

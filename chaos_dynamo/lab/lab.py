@@ -373,7 +373,8 @@ class Lab:
         return [] if answers is None else answers.entries(name, since)
 
     def changes(self, name: str | None = None, since: float | None = None) -> list[dict[str, Any]]:
-        """Accepted Route 53 change batches (all, or those touching ``name``), oldest first."""
+        """Accepted Route 53 change batches (all, or those touching ``name`` or a name below
+        it, such as the pool an alias of ``name`` points at), oldest first."""
         if self.route53 is None:
             return []
         wanted = None if name is None else timeline_name(name)
@@ -383,7 +384,8 @@ class Lab:
                 continue
             changes = [{"action": action, "name": timeline_name(rname), "type": rtype, "set_identifier": set_id}
                        for action, rname, rtype, set_id in record.changes]
-            if wanted is not None and all(c["name"] != wanted for c in changes):
+            if wanted is not None and not any(c["name"] == wanted or c["name"].endswith("." + wanted)
+                                              for c in changes):
                 continue
             out.append({"time": record.submitted_at, "change_id": record.change_id, "zone_id": record.zone_id,
                         "comment": record.comment, "changes": changes})

@@ -42,6 +42,11 @@ def test_chaos_discover_lists_every_activity_with_types_and_docs(tmp_path: Path)
     lease = {"live_lease_fraction", "expired_lease_count", "seconds_to_live_fraction", "lease_goodput",
              "lease_collapse", "double_owned_leases", "lease_report", "expire_leases"}
     expected |= lease
+    failover = {  # issue 6: probes over a name's answer history, and the faults that make targets flap
+        "answer_flaps", "capacity_removed_per_minute", "min_capacity_fraction", "seconds_degraded",
+        "failover_oscillations", "capacity_fraction", "record_changes", "failover_report",
+        "roll_out_targets", "fail_intermittently", "degrade_az", "restore_targets"}
+    expected |= failover
     assert expected | control | retry <= set(activities)
     for name in expected | control | retry:
         activity = activities[name]
@@ -57,6 +62,16 @@ def test_chaos_discover_lists_every_activity_with_types_and_docs(tmp_path: Path)
     for name in lease:
         assert not {"configuration", "secrets"} & {arg["name"] for arg in activities[name]["arguments"]}, name
         assert all(arg["type"] != "object" for arg in activities[name]["arguments"]), name
+    for name in failover:
+        activity = activities[name]
+        assert activity["return_type"] == "mapping", name
+        assert all(arg["type"] != "object" for arg in activity["arguments"]), name
+        assert not {"configuration", "secrets"} & {arg["name"] for arg in activity["arguments"]}, name
+        assert activity["type"] == ("action" if name in {"roll_out_targets", "fail_intermittently", "degrade_az",
+                                                         "restore_targets"} else "probe"), name
+    assert {a["name"]: a["type"] for a in activities["roll_out_targets"]["arguments"]} == {
+        "targets": "string", "stagger": "number", "gap": "number", "propagation": "number",
+        "failure_rate": "number", "mode": "string", "seed": "integer"}
     assert activities["expire_leases"]["type"] == "action"
     assert activities["lease_collapse"]["return_type"] == "mapping"
     assert activities["live_lease_fraction"]["return_type"] == "number"
