@@ -23,9 +23,9 @@ from chaos_dynamo.failover.policy import Add, Hold, NaiveController, Remove
 from chaos_dynamo.failover.reference import Demo, Options, Target
 from chaos_dynamo.lab.lab import Lab
 from chaos_dynamo.lab.state import EndpointInfo, LabInfo
-from chaos_dynamo.route53.backend import make_client
 from chaos_dynamo.services import supervisor
 from tests.conftest import control, http_get, prometheus_samples
+from tests.integration._failover import clean_up, records, route53
 
 ZONE = "us-east-1.amazonaws.com"
 FAKE_LAB = LabInfo(
@@ -213,32 +213,8 @@ def test_a_failed_batch_is_read_back_and_the_loop_goes_on() -> None:
 
 # --- the process on the lab ------------------------------------------------------------------------
 
-def _route53(info: LabInfo) -> Any:
-    return make_client("route53", info.api_url, info.region)
-
-
-def _records(client: Any, zone_id: str, name: str) -> list[dict[str, Any]]:
-    wanted = name.rstrip(".") + "."
-    page = client.list_resource_record_sets(HostedZoneId=zone_id, StartRecordName=wanted, MaxItems="300")
-    return [r for r in page["ResourceRecordSets"] if r["Name"] == wanted]
-
-
-def _clean_up(info: LabInfo, zone: str, name: str) -> None:
-    """Delete the demo's records (aliases first) and its health checks."""
-    client = _route53(info)
-    zone_id = info.zones[zone]
-    names = [name, f"pool.{name}", f"standby.{name}"]
-    changes = [{"Action": "DELETE", "ResourceRecordSet": r} for n in names for r in _records(client, zone_id, n)]
-    if changes:
-        client.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={"Changes": changes})
-    prefix = f"chaos-dynamo-failover-{name}-"
-    for check in client.list_health_checks()["HealthChecks"]:
-        if check["CallerReference"].startswith(prefix):
-            client.delete_health_check(HealthCheckId=check["Id"])
-
-
 def _pool_members(client: Any, zone_id: str, name: str) -> set[str]:
-    return {r["SetIdentifier"] for r in _records(client, zone_id, f"pool.{name}")}
+    return {r["SetIdentifier"] for r in records(client, zone_id, f"pool.{name}")}
 
 
 def test_naive_controller_takes_an_unhealthy_lb_out_and_puts_it_back(
@@ -255,7 +231,7 @@ def test_naive_controller_takes_an_unhealthy_lb_out_and_puts_it_back(
     out_together = set(peers) if 1 / len(peers) >= 0.5 else {victim}  # the naive AZ failover
     ready = tmp_path / "ready.json"
     log = tmp_path / "controller.log"
-    client = _route53(lab_info)
+    client = route53(lab_info)
     zone_id = lab_info.zones[ZONE]
     with open(log, "wb") as out:
         process = subprocess.Popen(
@@ -270,7 +246,7 @@ def test_naive_controller_takes_an_unhealthy_lb_out_and_puts_it_back(
 
         # The demo topology, and the DNS answering the service name with the pool.
         assert _pool_members(client, zone_id, name) == set(targets)
-        pair = {r["SetIdentifier"]: r for r in _records(client, zone_id, name)}
+        pair = {r["SetIdentifier"]: r for r in records(client, zone_id, name)}
         assert pair["primary"]["AliasTarget"]["DNSName"] == f"pool.{name}."
         assert pair["standby"]["AliasTarget"]["DNSName"] == f"standby.{name}."
         checks = {c["CallerReference"]: c for c in client.list_health_checks()["HealthChecks"]}
@@ -312,7 +288,7 @@ def test_naive_controller_takes_an_unhealthy_lb_out_and_puts_it_back(
             process.kill()
             process.wait()
         control(lab_info, f"lb/{victim}/faults", {"unhealthy": False})
-        _clean_up(lab_info, ZONE, name)
+        clean_up(lab_info, ZONE, name)
 
 
 def test_hardened_controller_as_a_service(lab_info: LabInfo, lab_state_file: Path) -> None:
@@ -324,7 +300,7 @@ def test_hardened_controller_as_a_service(lab_info: LabInfo, lab_state_file: Pat
         assert record.kind == "failover-hardened" and record.rate == 0.0
         health_url = record.instances[0].health_url
         assert wait_until(lambda: http_get(health_url)[0] == 200, 5, 0.05), http_get(health_url)
-        client = _route53(lab_info)
+        client = route53(lab_info)
         targets = [lb["name"] for lb in lab_info.load_balancers][:-1]
         assert _pool_members(client, lab_info.zones[ZONE], name) == set(targets)
         # A second start of the same topology finds its health checks instead of adding more.
@@ -343,4 +319,4 @@ def test_hardened_controller_as_a_service(lab_info: LabInfo, lab_state_file: Pat
             f"chaos-dynamo-failover-{name}-{t}" for t in targets)
     finally:
         supervisor.stop("failover-e2", state)
-        _clean_up(lab_info, ZONE, name)
+        clean_up(lab_info, ZONE, name)
