@@ -96,3 +96,21 @@ def test_lease_experiment_session(tmp_path: Path) -> None:
     assert float(fractions.group(1).split(", ")[-1]) < 0.2  # ...and ends collapsed
     assert "lab stopped" in result.stdout
     assert not (tmp_path / "lab.json").exists()
+
+
+def test_failover_experiment_session(tmp_path: Path) -> None:
+    """The failover section's session as written, with the experiment's default settings: the
+    naive controller flaps, the hypothesis deviates, and the journal has the verdicts."""
+    (tmp_path / "experiments").symlink_to(ROOT / "experiments")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CHAOS_DYNAMO_"))}
+    env |= {"PATH": f"{BIN}:{env.get('PATH', '')}", "CHAOS_DYNAMO_STATE": str(tmp_path / "lab.json")}
+    script = "set -euo pipefail\ntrap 'chaos-dynamo lab down >/dev/null 2>&1 || true' EXIT\n" + snippet("failover-experiment")
+    result = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-6000:]
+    assert "the naive controller flapped: the hypothesis deviated" in result.stdout
+    numbers = re.search(r"^flaps (\d+) min capacity ([\d.]+) oscillations (\d+)$", result.stdout, re.M)
+    assert numbers, result.stdout[-3000:]
+    assert int(numbers.group(1)) > 3 and float(numbers.group(2)) < 0.6 and int(numbers.group(3)) >= 1
+    assert "lab stopped" in result.stdout
+    assert not (tmp_path / "lab.json").exists()
