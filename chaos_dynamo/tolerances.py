@@ -67,6 +67,24 @@ def parse_limit(limit: object, field_name: str = "limit") -> float:
     return number
 
 
+def number_in_range(field_name: str, value: object, low: float, high: float, *,
+                    open_low: bool = False) -> float:
+    """A probe's argument as a number in ``low..high`` (above ``low`` when ``open_low``): an
+    int or float, or a string holding one (from an env-typed configuration). ConfigError
+    naming ``field_name`` for anything else (NaN, infinities, booleans, text, out of range)."""
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(field_name, f"{value!r} is not a number", f"use a number from {low:g} to {high:g}")
+    if value > high or value < low or (open_low and value == low):
+        bound = f"above {low:g}" if open_low else f"from {low:g}"
+        raise ConfigError(field_name, f"{value!r} is out of range", f"use a number {bound} to {high:g}")
+    return float(value)
+
+
 def _pick(value: object, key: str) -> Any:
     """``value`` itself, or ``value[key]`` for a dict output (``key`` may be dotted)."""
     picked: Any = value

@@ -6,9 +6,11 @@ lab, an unreadable table), with the error in the verdict.
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from chaos_dynamo.errors import ChaosDynamoError
 
@@ -35,3 +37,38 @@ def print_verdict(probe: str, judge: Callable[[], Mapping[str, Any]],
         return 2
     print(json.dumps(verdict, default=str))
     return 0 if verdict["ok"] else 1
+
+
+class VerdictParser(argparse.ArgumentParser):
+    """A probe's argument parser whose usage errors are a verdict too: one JSON line
+    ``{"probe", "ok": false, "error": "usage: ..."}`` on stdout, the usage on stderr, exit 2.
+
+    Args:
+        probe: the verdict's ``probe`` (``"failover"``); the rest as ``ArgumentParser``.
+    """
+
+    def __init__(self, probe: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.probe = probe
+
+    def add_lab_options(self) -> None:
+        """``--state FILE | --api URL``: which lab to read (see :func:`lab_configuration`)."""
+        where = self.add_mutually_exclusive_group()
+        where.add_argument("--state", help="the lab's state file (default: $CHAOS_DYNAMO_STATE)")
+        where.add_argument("--api", help="the lab's API URL (default: $CHAOS_DYNAMO_API)")
+
+    def error(self, message: str) -> NoReturn:
+        print(json.dumps({"probe": self.probe, "ok": False, "error": f"usage: {message}"}))
+        self.print_usage(sys.stderr)
+        raise SystemExit(2)
+
+
+def lab_configuration(args: argparse.Namespace) -> dict[str, Any]:
+    """The Chaos Toolkit configuration naming the lab of ``--state`` / ``--api`` (empty: the
+    environment's)."""
+    configuration: dict[str, Any] = {}
+    if args.state:
+        configuration["chaos_dynamo_state"] = args.state
+    if args.api:
+        configuration["chaos_dynamo_api"] = args.api
+    return configuration

@@ -61,8 +61,8 @@ def roll_out_targets(targets: str = "", stagger: float = 2.0, gap: float = 1.0,
     gap = faults.check_seconds("gap", gap)
     propagation = faults.check_seconds("propagation", propagation)
     failure_rate = faults.check_rate("failure_rate", failure_rate)
-    mode = faults.check_mode(mode)
-    seed = faults.check_seed(seed)
+    mode = faults.check_mode("mode", mode)
+    seed = faults.check_seed("seed", seed)
     info, api_url = _lab_api(configuration)
     names = faults.select_targets(targets, info.load_balancers)
     steps = faults.rollout_steps(names, stagger, gap, propagation, failure_rate, mode, seed)
@@ -107,9 +107,9 @@ def fail_intermittently(targets: str, rate: float, mode: str = "refuse", seconds
         ``{lb name: that LB's knobs after the change}``.
     """
     rate = faults.check_rate("rate", rate)
-    mode = faults.check_mode(mode)
+    mode = faults.check_mode("mode", mode)
     seconds = faults.check_seconds("seconds", seconds)
-    seed = faults.check_seed(seed)
+    seed = faults.check_seed("seed", seed)
     info, api_url = _lab_api(configuration)
     names = faults.select_targets(targets, info.load_balancers)
     knob = {"rate": rate, "mode": mode, "seconds": seconds or None, "seed": seed}
@@ -155,9 +155,9 @@ def degrade_az(az: str, latency: float = 0.0, down: bool = False, seconds: float
         for name in names:
             touched.append(name)
             during[name] = _post_faults(api_url, name, body)
-        degraded_at = clock.now()
-        if seconds > 0:
-            clock.sleep(max(0.0, degraded_at + seconds - clock.now()))
+        degraded_at, degraded = clock.now(), clock.monotonic()  # now() for reports only
+        if seconds > 0:  # timed on the monotonic clock: a wall-clock step must not stretch it
+            clock.sleep(max(0.0, degraded + seconds - clock.monotonic()))
     except BaseException:
         _restore(api_url, _bodies_before(touched, before, body), f"AZ {az} degradation interrupted")
         raise

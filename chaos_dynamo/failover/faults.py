@@ -21,6 +21,7 @@ from typing import Any
 
 from chaos_dynamo.errors import ConfigError
 from chaos_dynamo.lbfleet._state import INTERMITTENT_MODES
+from chaos_dynamo.lbfleet._validate import check_mode, check_rate, check_seed  # the LB knob's own
 
 __all__ = [
     "MAX_LATENCY",
@@ -58,27 +59,6 @@ def check_seconds(field: str, value: object, maximum: float = MAX_SECONDS) -> fl
         raise ConfigError(field, f"{value!r} is not a duration in seconds",
                           f"use a number from 0 to {maximum:g}")
     return float(value)
-
-
-def check_rate(field: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise ConfigError(field, f"{value!r} is not a fraction",
-                          "use 0.0 to 1.0 (1.0 fails every new connection)")
-    return float(value)
-
-
-def check_mode(value: object, field: str = "mode") -> str:
-    if not isinstance(value, str) or value not in MODES:
-        raise ConfigError(field, f"{value!r} is not a failure mode",
-                          f"use one of {list(MODES)}: refuse resets each picked connection, "
-                          "blackhole holds it unanswered")
-    return value
-
-
-def check_seed(value: object, field: str = "seed") -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(field, f"{value!r} is not an integer", "use e.g. 0 or 42")
-    return value
 
 
 def check_bool(field: str, value: object) -> bool:

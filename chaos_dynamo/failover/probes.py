@@ -26,10 +26,8 @@ The command line ``probes/failover`` is :func:`main`.
 """
 
 import argparse
-import json
 import logging
 import math
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,8 +43,9 @@ from chaos_dynamo.failover.control import RunRecord, read_run, run_path
 from chaos_dynamo.failover.history import HistorySource, HttpHistory, normalize
 from chaos_dynamo.failover.measure import AnswerTimeline, Span
 from chaos_dynamo.lab.state import LabInfo
+from chaos_dynamo.tolerances import number_in_range as _number
+from chaos_dynamo.verdicts import VerdictParser, lab_configuration, print_verdict
 from chaos_dynamo.verdicts import check as _check
-from chaos_dynamo.verdicts import print_verdict
 
 __all__ = ["answer_flaps", "capacity_removed_per_minute", "min_capacity_fraction", "seconds_degraded",
            "failover_oscillations", "capacity_fraction", "record_changes", "failover_report"]
@@ -67,21 +66,6 @@ COMMON = ("name", "since", "until", "basis", "fleet")
 
 
 # --- arguments ---------------------------------------------------------------------------
-
-
-def _number(field_name: str, value: object, low: float, high: float, *, open_low: bool = False) -> float:
-    """A number (or a string holding one, from an env-typed configuration) in range."""
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            pass
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(field_name, f"{value!r} is not a number", f"use a number from {low:g} to {high:g}")
-    if value > high or value < low or (open_low and value == low):
-        bound = f"above {low:g}" if open_low else f"from {low:g}"
-        raise ConfigError(field_name, f"{value!r} is out of range", f"use a number {bound} to {high:g}")
-    return float(value)
 
 
 def _window(value: object, field_name: str = "window") -> float:
@@ -487,15 +471,8 @@ def build_report(subject: _Subject, window: float, removal_window: float, below:
 MODES = ("flaps", "removed", "min-capacity", "degraded", "oscillations", "capacity", "changes", "report")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # usage errors: one JSON line too, exit 2
-        print(json.dumps({"probe": "failover", "ok": False, "error": f"usage: {message}"}))
-        self.print_usage(sys.stderr)
-        raise SystemExit(2)
-
-
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="probes/failover",
+    p = VerdictParser("failover", prog="probes/failover",
                 description="Failover verdict over a name's DNS answer history: flaps, capacity removed, "
                             "minimum capacity, time degraded, oscillation, change batches (one JSON verdict; "
                             "exit 0 pass, 1 fail, 2 usage or lab error).")
@@ -506,9 +483,7 @@ def parser() -> argparse.ArgumentParser:
                    help="span start, epoch seconds (default: the failover control's run, else the latest "
                         "--window seconds)")
     p.add_argument("--fleet-size", type=int, default=0, help="the fleet (default: the most addresses seen)")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--state", help="the lab's state file (default: $CHAOS_DYNAMO_STATE)")
-    where.add_argument("--api", help="the lab's API URL (default: $CHAOS_DYNAMO_API)")
+    p.add_lab_options()
     p.add_argument("--window", type=float, default=DEFAULT_WINDOW, help="flap/oscillation window, seconds")
     p.add_argument("--removal-window", type=float, default=REMOVAL_WINDOW,
                    help="capacity-removed and change-batch window, seconds")
@@ -557,11 +532,7 @@ def _checks(mode: str, args: argparse.Namespace, result: Mapping[str, Any]) -> l
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    configuration: dict[str, Any] = {}
-    if args.state:
-        configuration["chaos_dynamo_state"] = args.state
-    if args.api:
-        configuration["chaos_dynamo_api"] = args.api
+    configuration = lab_configuration(args)
     common = {"zone": args.zone, "since": args.since, "fleet_size": args.fleet_size,
               "configuration": configuration}
     mode = args.mode

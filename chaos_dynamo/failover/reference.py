@@ -63,7 +63,7 @@ from urllib.parse import urlparse
 
 from chaos_dynamo.clock import REAL_CLOCK, Clock
 from chaos_dynamo.config import is_loopback_host
-from chaos_dynamo.errors import ChaosDynamoError, ConfigError, LabError, SafetyError
+from chaos_dynamo.errors import ConfigError, LabError, SafetyError
 from chaos_dynamo.failover.policy import (
     CONTROLLERS,
     Add,
@@ -77,7 +77,7 @@ from chaos_dynamo.failover.policy import (
 from chaos_dynamo.lab.state import LabInfo
 from chaos_dynamo.route53.healthchecks import CHECKER_REGIONS, HEALTHY_FRACTION
 from chaos_dynamo.route53.records import AliasTarget, RecordSet, normalize_name
-from chaos_dynamo.services.reference import StopClock, aws_code, retrying, watch_parent
+from chaos_dynamo.services.reference import StopClock, aws_code, retrying, run_main, watch_parent
 from chaos_dynamo.services.workload import (
     PROMETHEUS_TEXT,
     RouteServer,
@@ -876,23 +876,7 @@ def run(options: Options, *, clock: Clock = REAL_CLOCK, stop: threading.Event | 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        options = parse_args(argv)
-    except ConfigError as exc:
-        build_parser().print_usage(sys.stderr)
-        print(f"failover reference: error: {exc}", file=sys.stderr, flush=True)
-        return 2
-    try:
-        code, clean = run(options)
-    except ChaosDynamoError as exc:
-        print(f"failover reference: error: {exc}", file=sys.stderr, flush=True)
-        return 1
-    if not clean:
-        # The loop is still inside botocore: don't wait for it.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return code
+    return run_main("failover reference", lambda: parse_args(argv), run, build_parser)
 
 
 if __name__ == "__main__":

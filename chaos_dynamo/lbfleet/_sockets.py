@@ -1,10 +1,23 @@
 """An LB's sockets: the listening socket with its accept thread, the accepted client
 connections, each of which another thread can cut at once (``set_down``, ``stop``) or
 retire gracefully (``close_connections``), and the connections the ``intermittent`` knob
-resets or holds unanswered."""
+resets or holds unanswered.
+
+File descriptors
+    Blackholed connections hold a descriptor each and no thread, so they are the ones a
+    connection storm can pile up. Every LB of the process shares one budget for them, a
+    quarter of the soft ``RLIMIT_NOFILE`` read at import (:func:`blackhole_budget`; at least
+    16): an LB past it resets its own oldest held connection to hold the new one, or resets
+    the new one at once when it holds none (the others hold the budget). Should accept
+    still run out of descriptors (EMFILE/ENFILE: many served connections) or kernel memory
+    (ENOBUFS/ENOMEM), the accept thread waits briefly (on its close event, so ``close`` is
+    not delayed) instead of spinning on a listener that stays readable.
+"""
 
 from __future__ import annotations
 
+import errno
+import resource
 import selectors
 import socket
 import struct
@@ -13,6 +26,11 @@ from collections import deque
 from collections.abc import Callable
 
 _LISTEN_BACKLOG = 512  # a retry storm opens many connections at once; do not drop SYNs.
+_BLACKHOLE_SHARE = 4  # blackholed connections may hold 1/4 of the process's descriptors.
+_BLACKHOLE_MIN = 16
+_UNLIMITED_FDS = 65_536  # what an unlimited soft RLIMIT_NOFILE counts as.
+_OUT_OF_FDS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_ACCEPT_BACKOFF_S = 0.05  # accept out of descriptors: wait this long before trying again.
 
 
 def _send_quietly(sock: socket.socket, data: bytes) -> None:
@@ -114,23 +132,70 @@ class _ClientConnection:
             self._upstream = None
 
 
+def blackhole_budget(soft_limit: int | None = None) -> int:
+    """How many blackholed connections every LB of the process may hold together: a quarter
+    of ``soft_limit`` (default: the soft ``RLIMIT_NOFILE`` now), at least 16."""
+    if soft_limit is None:
+        soft_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft_limit == resource.RLIM_INFINITY or soft_limit <= 0:
+        soft_limit = _UNLIMITED_FDS
+    return max(_BLACKHOLE_MIN, soft_limit // _BLACKHOLE_SHARE)
+
+
+class _HoldBudget:
+    """A count of held sockets shared by several :class:`_Blackhole`; thread-safe."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._used = 0
+
+    def take(self) -> bool:
+        """Take one slot; False when none is left."""
+        with self._lock:
+            if self._used >= self.limit:
+                return False
+            self._used += 1
+            return True
+
+    def give_back(self, count: int) -> None:
+        with self._lock:
+            self._used -= count
+
+    @property
+    def used(self) -> int:
+        with self._lock:
+            return self._used
+
+
+_BLACKHOLE_BUDGET = _HoldBudget(blackhole_budget())
+"""The budget every LB of the process holds its blackholed connections in."""
+
+
 class _Blackhole:
     """Accepted connections held open and never read or answered, until ``release``.
 
-    No thread per connection: the sockets just sit here. At most ``limit`` are held; past
-    that the oldest is reset, so a connection storm cannot exhaust the process's file
-    descriptors. Thread-safe.
+    No thread per connection: the sockets just sit here, each taking a slot of ``budget``
+    (default: the process's, shared by every LB). With none left, the oldest held here is
+    reset to hold the new one, or the new one is reset at once when none is held here, so a
+    connection storm cannot exhaust the process's file descriptors. Thread-safe.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, budget: _HoldBudget | None = None) -> None:
         self._lock = threading.Lock()
         self._held: deque[socket.socket] = deque()
-        self._limit = limit
+        self._budget = _BLACKHOLE_BUDGET if budget is None else budget
 
     def hold(self, sock: socket.socket) -> None:
         with self._lock:
-            self._held.append(sock)
-            evicted = self._held.popleft() if len(self._held) > self._limit else None
+            if self._budget.take():
+                self._held.append(sock)
+                evicted = None
+            elif self._held:  # swap: the slot of our oldest goes to the new one
+                evicted = self._held.popleft()
+                self._held.append(sock)
+            else:
+                evicted = sock
         if evicted is not None:
             _reset_quietly(evicted)
 
@@ -138,6 +203,7 @@ class _Blackhole:
         """Reset every held connection (the client sees ECONNRESET); return how many."""
         with self._lock:
             held, self._held = list(self._held), deque()
+            self._budget.give_back(len(held))
         for sock in held:
             _reset_quietly(sock)
         return len(held)
@@ -164,12 +230,14 @@ class _Listener:
         self._sock = _bind_listener(address, port)
         self.port: int = self._sock.getsockname()[1]
         self._on_accept = on_accept
+        self._closing = threading.Event()
         self._wake_r, self._wake_w = socket.socketpair()
         self._thread = threading.Thread(target=self._run, name=f"lb-{name}-accept", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
         """Stop accepting and close the listening socket; returns once it is closed."""
+        self._closing.set()
         try:
             self._wake_w.send(b"x")
         except OSError:
@@ -194,7 +262,11 @@ class _Listener:
     def _accept_one(self) -> None:
         try:
             client, peer = self._sock.accept()
-        except OSError:  # the client gave up between select and accept, or no fds left
+        except OSError as error:  # the client gave up between select and accept, or no fds left
+            if error.errno in _OUT_OF_FDS:
+                # The pending connection stays queued and select() says so at once: without
+                # a pause this thread would spin until a descriptor frees up. close() ends it.
+                self._closing.wait(_ACCEPT_BACKOFF_S)
             return
         self._on_accept(client, peer)
 

@@ -86,16 +86,38 @@ def _check_specs(specs: Sequence[tuple[str, str]]) -> None:
         addresses.add(normalized)
 
 
+def check_rate(field: str, value: object) -> float:
+    """``value`` as the fraction (0..1) of new connections the intermittent knob fails;
+    ConfigError naming ``field`` otherwise (the LB knob and the failover actions share it)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ConfigError(field, f"{value!r} is not a fraction",
+                          "use 0.0 to 1.0 (1.0 fails every new connection)")
+    return float(value)
+
+
+def check_mode(field: str, value: object) -> str:
+    """``value`` as an intermittent mode (``refuse`` or ``blackhole``); ConfigError naming
+    ``field`` otherwise."""
+    if not isinstance(value, str) or value not in INTERMITTENT_MODES:
+        raise ConfigError(field, f"{value!r} is not a failure mode",
+                          f"use one of {list(INTERMITTENT_MODES)}: refuse resets each picked "
+                          "connection, blackhole holds it unanswered")
+    return value
+
+
+def check_seed(field: str, value: object) -> int:
+    """``value`` as an integer seed (not a bool); ConfigError naming ``field`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(field, f"{value!r} is not an integer", "use e.g. 0 or 42")
+    return value
+
+
 def _intermittent(
     rate: object, mode: object, seconds: object, seed: object, prefix: str = ""
 ) -> Intermittent:
     """Check the ``intermittent`` knob's fields, each error naming ``prefix + field``."""
-    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
-        raise ConfigError(f"{prefix}rate", f"{rate!r} is not a fraction",
-                          "use 0.0 to 1.0 (1.0 picks every new connection)")
-    if not isinstance(mode, str) or mode not in INTERMITTENT_MODES:
-        raise ConfigError(f"{prefix}mode", f"{mode!r} is not an intermittent mode",
-                          f"use one of {list(INTERMITTENT_MODES)}")
+    checked_rate = check_rate(f"{prefix}rate", rate)
+    checked_mode = check_mode(f"{prefix}mode", mode)
     if seconds is not None and (
         isinstance(seconds, bool) or not isinstance(seconds, int | float)
         or not math.isfinite(seconds) or not 0 < seconds <= MAX_WINDOW_SECONDS
@@ -103,9 +125,9 @@ def _intermittent(
         raise ConfigError(f"{prefix}seconds", f"{seconds!r} is not a window length",
                           f"use seconds above 0, at most {MAX_WINDOW_SECONDS:g}, "
                           "or null (until cleared)")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError(f"{prefix}seed", f"{seed!r} is not an integer", "use e.g. 0 or 42")
-    return Intermittent(float(rate), mode, None if seconds is None else float(seconds), seed)
+    checked_seed = check_seed(f"{prefix}seed", seed)
+    return Intermittent(checked_rate, checked_mode,
+                        None if seconds is None else float(seconds), checked_seed)
 
 
 def intermittent_from_json(

@@ -35,7 +35,11 @@ Intermittent connections
     or changed, the LB goes down or stops (then it is reset). Open keep-alive connections
     are not touched. Health checks (``GET /_lb/health``) arrive on new connections, so
     they see it too. Both are counted (``connections_refused_intermittent``,
-    ``connections_blackholed``), and both are in ``connections_accepted``.
+    ``connections_blackholed``), and both are in ``connections_accepted``. Blackholed
+    connections hold a file descriptor each: all LBs of the process together hold at most a
+    quarter of the soft ``RLIMIT_NOFILE`` of them (at least 16); past that an LB resets its
+    oldest held connection, or the new one when it holds none (see
+    :mod:`chaos_dynamo.lbfleet._sockets`).
 
 Threads
     Each listening socket has one accept thread; each client connection has one thread. A
@@ -116,7 +120,6 @@ HEALTH_PATH = "/_lb/health"
 
 _IDLE_TIMEOUT_S = 350.0  # NLB's idle timeout: an idle client connection is dropped after this.
 _JOIN_TIMEOUT_S = 5.0  # how long stop() waits for each connection thread to finish.
-_BLACKHOLE_LIMIT = 1024  # blackholed connections held at once per LB; the oldest is reset past it.
 
 
 # --------------------------------------------------------------------------- LB
@@ -178,7 +181,7 @@ class LoadBalancer(_StartStopContext):
         # held while waiting for _state_lock (the accept thread takes it; down joins that thread).
         self._intermittent_lock = threading.Lock()
         self._intermittent: _IntermittentWindow | None = None
-        self._blackhole = _Blackhole(_BLACKHOLE_LIMIT)
+        self._blackhole = _Blackhole()  # in the process's budget, shared by every LB
 
     # ----------------------------------------------------------------- lifecycle
 

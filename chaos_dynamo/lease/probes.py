@@ -30,10 +30,8 @@ Definitions are in :mod:`chaos_dynamo.lease.measure`; meanings, units and tolera
 
 import argparse
 import bisect
-import json
 import logging
 import math
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -53,8 +51,9 @@ from chaos_dynamo.lease.watch import (
     read_status,
     timeline_path,
 )
+from chaos_dynamo.tolerances import number_in_range as _number
+from chaos_dynamo.verdicts import VerdictParser, lab_configuration, print_verdict
 from chaos_dynamo.verdicts import check as _check
-from chaos_dynamo.verdicts import print_verdict
 
 __all__ = ["live_lease_fraction", "expired_lease_count", "seconds_to_live_fraction", "lease_goodput",
            "lease_collapse", "double_owned_leases", "lease_report"]
@@ -70,21 +69,6 @@ MAX_SECONDS = 86_400.0
 
 
 # --- arguments ----------------------------------------------------------------------------
-
-
-def _number(field_name: str, value: object, low: float, high: float, *, open_low: bool = False) -> float:
-    """A number (or a string holding one, from an env-typed configuration) in range."""
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            pass
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(field_name, f"{value!r} is not a number", f"use a number from {low:g} to {high:g}")
-    if value > high or value < low or (open_low and value == low):
-        bound = f"above {low:g}" if open_low else f"from {low:g}"
-        raise ConfigError(field_name, f"{value!r} is out of range", f"use a number {bound} to {high:g}")
-    return float(value)
 
 
 def _service(value: object) -> str:
@@ -644,15 +628,8 @@ def build_report(probe: _Probe, window: object, fraction: object, min_improvemen
 # --- command line: probes/lease ----------------------------------------------------------
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # usage errors: one JSON line too, exit 2
-        print(json.dumps({"probe": "lease", "ok": False, "error": f"usage: {message}"}))
-        self.print_usage(sys.stderr)
-        raise SystemExit(2)
-
-
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="probes/lease",
+    p = VerdictParser("lease", prog="probes/lease",
                 description="Lease table verdict: live leases, recovery, collapse, double owners (one JSON "
                             "verdict; exit 0 pass, 1 fail, 2 usage or lab error).")
     p.add_argument("table", help="the lease table's name")
@@ -662,9 +639,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--expiry-unit", default="s", choices=["s", "ms", "iso"], help="unit of the expiry")
     p.add_argument("--version", default="version", help="attribute holding the version (\"\" if none)")
     p.add_argument("--endpoint", default="", help="DynamoDB URL (default: the lab's emulator)")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--state", help="the lab's state file (default: $CHAOS_DYNAMO_STATE)")
-    where.add_argument("--api", help="the lab's API URL (default: $CHAOS_DYNAMO_API)")
+    p.add_lab_options()
     p.add_argument("--service", default="", help="whose LB requests are the attempts (default: none)")
     p.add_argument("--window", type=float, default=15.0, help="collapse/goodput window, seconds")
     p.add_argument("--min-live-fraction", type=float, default=0.99, help="judge: live fraction now, and the "
@@ -683,11 +658,7 @@ def _skipped(name: str, op: str, limit: Any, reason: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    configuration: dict[str, Any] = {}
-    if args.state:
-        configuration["chaos_dynamo_state"] = args.state
-    if args.api:
-        configuration["chaos_dynamo_api"] = args.api
+    configuration = lab_configuration(args)
     probe = _probe(args.table, args.key, args.owner, args.expiry, args.expiry_unit, args.version,
                    args.endpoint, configuration)
     report = build_report(probe, args.window, args.min_live_fraction, args.min_improvement,

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from chaos_dynamo.clock import REAL_CLOCK, Clock
-from chaos_dynamo.errors import ChaosDynamoError, ConfigError
+from chaos_dynamo.errors import ConfigError
 from chaos_dynamo.lease.driver import (
     DEFAULT_TABLE,
     EXPIRES_AT,
@@ -75,6 +75,7 @@ from chaos_dynamo.services.reference import (
     StopClock,
     check_endpoint,
     retrying,
+    run_main,
     setup_client,
     table_step,
     watch_parent,
@@ -529,23 +530,7 @@ def run(options: Options, *, clock: Clock = REAL_CLOCK, stop: threading.Event | 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        options = parse_args(argv)
-    except ConfigError as exc:
-        build_parser().print_usage(sys.stderr)
-        print(f"lease reference: error: {exc}", file=sys.stderr, flush=True)
-        return 2
-    try:
-        code, clean = run(options)
-    except ChaosDynamoError as exc:
-        print(f"lease reference: error: {exc}", file=sys.stderr, flush=True)
-        return 1
-    if not clean:
-        # An op thread is still inside botocore: don't wait for it.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return code
+    return run_main("lease reference", lambda: parse_args(argv), run, build_parser)
 
 
 if __name__ == "__main__":

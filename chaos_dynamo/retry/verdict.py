@@ -18,35 +18,24 @@ judged only when a limit is given.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from collections.abc import Sequence
 from typing import Any
 
 from chaos_dynamo.retry import probes
-from chaos_dynamo.verdicts import check, print_verdict
+from chaos_dynamo.verdicts import VerdictParser, check, lab_configuration, print_verdict
 
 DEFAULT_MAX_AMPLIFICATION = 2.0
 DEFAULT_MAX_ATTEMPTS = 4.0
 DEFAULT_MAX_HERD = 3.0
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # usage errors: one JSON line too, exit 2
-        print(json.dumps({"probe": "retry", "ok": False, "error": f"usage: {message}"}))
-        self.print_usage(sys.stderr)
-        raise SystemExit(2)
-
-
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="probes/retry", description=__doc__.split("\n")[0])
+    p = VerdictParser("retry", prog="probes/retry", description=__doc__.split("\n")[0])
     p.add_argument("service", help="the service's name (its record, or the app id in its User-Agent)")
     p.add_argument("--endpoint", default="", help="endpoint name (default: the lab's primary endpoint)")
     p.add_argument("--baseline-seconds", type=float, default=10.0)
     p.add_argument("--recovery-seconds", type=float, default=10.0)
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--state", help="the lab's state file (default: $CHAOS_DYNAMO_STATE)")
-    where.add_argument("--api", help="the lab's API URL (default: $CHAOS_DYNAMO_API)")
+    p.add_lab_options()
     p.add_argument("--statistic", default="max", choices=["max", "mean", "p50", "p95", "p99"],
                    help="attempts per call statistic (call log only; else an estimated mean)")
     p.add_argument("--bin-seconds", type=float, default=1.0, help="recovery herd bin width")
@@ -70,11 +59,7 @@ def _check(name: str, measured: dict[str, Any], op: str, limit: float | None,
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    configuration: dict[str, Any] = {}
-    if args.state:
-        configuration["chaos_dynamo_state"] = args.state
-    if args.api:
-        configuration["chaos_dynamo_api"] = args.api
+    configuration = lab_configuration(args)
     observation = probes.observe(args.service, args.endpoint, args.baseline_seconds, args.recovery_seconds,
                                  configuration, wait=not args.no_wait)
     measured = probes.measure_all(observation, args.statistic, args.bin_seconds, args.min_baseline_qps,

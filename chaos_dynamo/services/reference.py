@@ -47,11 +47,11 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from chaos_dynamo.clock import REAL_CLOCK, Clock
-from chaos_dynamo.errors import ChaosDynamoError, LabError, SafetyError
+from chaos_dynamo.errors import ChaosDynamoError, ConfigError, LabError, SafetyError
 from chaos_dynamo.services.hardened import (
     CircuitBreaker,
     FullJitter,
@@ -81,6 +81,8 @@ SETUP_TIMEOUT = 30.0
 SHUTDOWN_GRACE = 1.0
 PROGRESS_EVERY = 10.0
 HARDENED_TIMEOUTS = {"connect_timeout": 2.0, "read_timeout": 5.0}
+
+_Options = TypeVar("_Options")
 
 
 
@@ -538,20 +540,36 @@ def run(options: Options, *, clock: Clock = REAL_CLOCK,
             options.ready_file.unlink(missing_ok=True)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    options = parse_args(argv)
+def run_main(label: str, parse: Callable[[], _Options], run: Callable[[_Options], tuple[int, bool]],
+             build_parser: Callable[[], argparse.ArgumentParser]) -> int:
+    """A reference process's ``main``: ``run(parse())``, its exit code.
+
+    A ConfigError from ``parse`` prints the usage and ``<label>: error: ...`` to stderr
+    (exit 2); a ChaosDynamoError from ``run`` prints ``<label>: error: ...`` (exit 1). When
+    ``run`` says a thread did not end (one still inside botocore, e.g. a legacy-mode backoff
+    sleep of up to 12.8 s), the process ends with ``os._exit`` after flushing its output
+    rather than wait for it: everything worth keeping is already written.
+    """
+    try:
+        options = parse()
+    except ConfigError as exc:
+        build_parser().print_usage(sys.stderr)
+        print(f"{label}: error: {exc}", file=sys.stderr, flush=True)
+        return 2
     try:
         code, clean = run(options)
     except ChaosDynamoError as exc:
-        print(f"reference: error: {exc}", file=sys.stderr, flush=True)
+        print(f"{label}: error: {exc}", file=sys.stderr, flush=True)
         return 1
     if not clean:
-        # A worker is still inside botocore (e.g. a legacy-mode backoff sleep of up to
-        # 12.8 s): don't wait for it. Everything worth keeping is already written.
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
     return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main("reference", lambda: parse_args(argv), run, build_parser)
 
 
 if __name__ == "__main__":

@@ -360,6 +360,37 @@ def test_degrade_az_down_holds_then_restores(clean_lab: Lab, lab_info: LabInfo, 
     assert_clean(clean_lab, in_az + others)
 
 
+class SteppedWallClock(FakeClock):
+    """A fake clock whose wall clock is stepped back ``step`` seconds (an NTP correction)
+    just after its first reading; its monotonic clock is untouched. Records each sleep."""
+
+    def __init__(self, step: float) -> None:
+        super().__init__()
+        self.step = step
+        self.reads = 0
+        self.slept: list[float] = []
+
+    def now(self) -> float:
+        self.reads += 1
+        return super().now() - (self.step if self.reads > 1 else 0.0)
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        super().sleep(seconds)
+
+
+def test_degrade_az_holds_on_the_monotonic_clock_when_the_wall_clock_steps(
+        clean_lab: Lab, lab_info: LabInfo, config: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    az = lab_info.load_balancers[0]["az"]
+    clock = SteppedWallClock(step=3600.0)
+    monkeypatch.setattr(actions, "_clock", clock)
+    result = actions.degrade_az(az, latency=0.01, seconds=5, configuration=config)
+    assert clock.slept == [pytest.approx(5.0)]  # not 3605: the wall clock went back an hour
+    assert result["degraded_at"] == 1_700_000_000.0  # reported times stay wall-clock readings
+    assert clean_lab.fleet is not None
+    assert all(lb.faults()["latency"] == 0.0 for lb in clean_lab.fleet)
+
+
 def test_degrade_az_latency_is_left_on_or_restored_when_interrupted(
         clean_lab: Lab, lab_info: LabInfo, config: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     assert clean_lab.fleet is not None

@@ -6,10 +6,12 @@ exact: these counters are how retry storms get measured, so an off-by-one is a b
 
 from __future__ import annotations
 
+import errno
 import http.client
 import json
 import logging
 import random
+import resource
 import socket
 import threading
 import time
@@ -25,6 +27,7 @@ from moto.server import ThreadedMotoServer
 
 from chaos_dynamo.clock import FakeClock, wait_until
 from chaos_dynamo.errors import LabError
+from chaos_dynamo.lbfleet import _sockets
 from chaos_dynamo.lbfleet.proxy import HEALTH_PATH, LBFleet, LoadBalancer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -575,3 +578,108 @@ def test_error_rate_by_code_answers_that_dynamodb_error(fleet: LBFleet, code: st
     lb.reset_faults()
     assert (lb.faults()["error_rate"], lb.faults()["error_code"]) == (0.0, "InternalServerError")
     assert get_status(dynamodb(lb.url)) == (200, "")
+
+
+# --------------------------------------------------------------------------- file descriptors
+
+
+def test_blackhole_budget_is_a_quarter_of_the_soft_fd_limit() -> None:
+    assert _sockets.blackhole_budget(1024) == 256
+    assert _sockets.blackhole_budget(20) == 16  # a floor, so the knob still does something
+    assert _sockets.blackhole_budget(resource.RLIM_INFINITY) == 16_384
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    assert _sockets.blackhole_budget() == _sockets.blackhole_budget(soft)
+
+
+def test_blackholed_connections_share_one_budget_across_lbs(monkeypatch: pytest.MonkeyPatch) -> None:
+    budget = _sockets._HoldBudget(3)
+    monkeypatch.setattr(_sockets, "_BLACKHOLE_BUDGET", budget)
+    unused = "http://127.0.0.1:9"  # nothing is forwarded: every connection is blackholed
+    held: list[socket.socket] = []
+
+    def connect(lb: LoadBalancer) -> socket.socket | None:
+        """A new connection; None when reset before connect() returned (it can be that quick)."""
+        try:
+            sock = socket.create_connection((lb.address, lb.port), timeout=5)
+        except ConnectionResetError:
+            return None
+        held.append(sock)
+        return sock
+
+    def reset(sock: socket.socket | None) -> bool:
+        if sock is None:
+            return True
+        try:
+            return sock.recv(64) == b""
+        except ConnectionResetError:
+            return True
+        except TimeoutError:
+            return False
+
+    try:
+        with LoadBalancer("lb-hold-a", "127.0.0.71", 0, unused) as a, \
+                LoadBalancer("lb-hold-b", "127.0.0.72", 0, unused) as b:
+            a.set_intermittent(1.0, "blackhole")
+            b.set_intermittent(1.0, "blackhole")
+            on_a = [connect(a) for _ in range(4)]
+            assert wait_until(lambda: a.counters()["connections_blackholed"] == 4, timeout=10)
+            assert reset(on_a[0])  # the oldest made room for the fourth
+            assert budget.used == 3
+
+            first_b = connect(b)  # a holds the whole budget: b resets its new one at once
+            assert wait_until(lambda: b.counters()["connections_blackholed"] == 1, timeout=10)
+            assert reset(first_b) and budget.used == 3
+
+            a.clear_intermittent()  # a's held connections go, and so does their share
+            assert budget.used == 0
+            second_b = connect(b)
+            assert wait_until(lambda: budget.used == 1, timeout=10)
+            assert second_b is not None
+            second_b.settimeout(0.2)
+            assert not reset(second_b)  # held, unanswered
+    finally:
+        for sock in held:
+            sock.close()
+    assert budget.used == 0  # stopping b released its one
+
+
+class _NoFdsLeft:
+    """A listening socket whose ``accept`` always finds the process out of descriptors."""
+
+    def __init__(self, real: socket.socket) -> None:
+        self.real = real
+        self.calls: list[float] = []
+
+    def fileno(self) -> int:
+        return self.real.fileno()
+
+    def getsockname(self) -> Any:
+        return self.real.getsockname()
+
+    def accept(self) -> Any:
+        self.calls.append(time.monotonic())
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    def close(self) -> None:
+        self.real.close()
+
+
+def test_accept_out_of_fds_backs_off_instead_of_spinning(monkeypatch: pytest.MonkeyPatch) -> None:
+    fakes: list[_NoFdsLeft] = []
+    real_bind = _sockets._bind_listener
+
+    def bind(address: str, port: int) -> Any:
+        fakes.append(_NoFdsLeft(real_bind(address, port)))
+        return fakes[-1]
+
+    monkeypatch.setattr(_sockets, "_bind_listener", bind)
+    listener = _sockets._Listener("127.0.0.73", 0, lambda sock, peer: sock.close(), "nofds")
+    client = socket.create_connection(("127.0.0.73", listener.port), timeout=5)  # stays pending
+    try:
+        assert wait_until(lambda: len(fakes[0].calls) >= 3, timeout=10)
+        first, _, third = fakes[0].calls[:3]
+        assert third - first >= 2 * _sockets._ACCEPT_BACKOFF_S * 0.9  # a pause per attempt
+    finally:
+        listener.close()  # ends the backoff at once: close() returns
+        client.close()
+    assert fakes[0].real.fileno() == -1  # the accept thread closed the listening socket

@@ -69,8 +69,8 @@ def test_lbs_of_az() -> None:
     (lambda: faults.check_seconds("gap", True), "gap"),
     (lambda: faults.check_rate("rate", 1.01), "rate"),
     (lambda: faults.check_rate("rate", float("nan")), "rate"),
-    (lambda: faults.check_mode("drop"), "mode"),
-    (lambda: faults.check_seed(1.5), "seed"),
+    (lambda: faults.check_mode("mode", "drop"), "mode"),
+    (lambda: faults.check_seed("seed", 1.5), "seed"),
     (lambda: faults.check_bool("down", "yes"), "down"),
 ])
 def test_checks_name_the_field(call: Any, field: str) -> None:
@@ -82,8 +82,8 @@ def test_checks_name_the_field(call: Any, field: str) -> None:
 def test_checks_pass_good_values() -> None:
     assert faults.check_seconds("gap", 0) == 0.0 and faults.check_seconds("gap", 3600) == 3600.0
     assert faults.check_rate("rate", 1) == 1.0
-    assert faults.check_mode("blackhole") == "blackhole"
-    assert faults.check_seed(7) == 7 and faults.check_bool("down", False) is False
+    assert faults.check_mode("mode", "blackhole") == "blackhole"
+    assert faults.check_seed("seed", 7) == 7 and faults.check_bool("down", False) is False
 
 
 @pytest.mark.parametrize(("value", "field"), [
@@ -112,6 +112,22 @@ def test_intermittent_from_json_defaults() -> None:
         Intermittent(0.2, "blackhole", 3.0, 2)
     with pytest.raises(ConfigError, match="^rate:"):
         _intermittent(3, "refuse", None, 0)  # the LB method's own names
+
+
+@pytest.mark.parametrize(("action_call", "body", "action_field"), [
+    (lambda: faults.check_rate("failure_rate", 2), {"rate": 2}, "failure_rate"),
+    (lambda: faults.check_mode("mode", "drop"), {"rate": 0.5, "mode": "drop"}, "mode"),
+    (lambda: faults.check_seed("seed", "7"), {"rate": 0.5, "seed": "7"}, "seed"),
+])
+def test_the_actions_and_the_lab_route_check_alike_each_naming_its_field(
+        action_call: Any, body: dict[str, Any], action_field: str) -> None:
+    with pytest.raises(ConfigError) as from_action:
+        action_call()
+    with pytest.raises(ConfigError) as from_route:
+        intermittent_from_json(body, default_seed=0)
+    key = action_field if action_field != "failure_rate" else "rate"
+    assert (from_action.value.field, from_route.value.field) == (action_field, f"faults.intermittent.{key}")
+    assert (from_action.value.problem, from_action.value.fix) == (from_route.value.problem, from_route.value.fix)
 
 
 def test_the_draw_is_seeded_by_seed_and_lb_name() -> None:

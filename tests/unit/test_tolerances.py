@@ -15,7 +15,7 @@ import pytest
 from chaoslib.hypothesis import ensure_hypothesis_tolerance_is_valid, within_tolerance
 
 from chaos_dynamo.errors import ConfigError
-from chaos_dynamo.tolerances import at_least, at_most, parse_limit, probe_value
+from chaos_dynamo.tolerances import at_least, at_most, number_in_range, parse_limit, probe_value
 
 
 @pytest.mark.parametrize("limit, expected", [(2, 2.0), (2.5, 2.5), ("2", 2.0), (" 2.5 \n", 2.5),
@@ -28,6 +28,15 @@ def test_limits_parse_from_numbers_and_strings(limit: Any, expected: float) -> N
 def test_garbage_limits_are_config_errors_naming_limit(limit: Any) -> None:
     with pytest.raises(ConfigError, match="^limit: "):
         parse_limit(limit)
+
+
+def test_number_in_range_reads_numeric_strings_and_names_the_field() -> None:
+    assert number_in_range("window", " 300 ", 0.0, 86400.0, open_low=True) == 300.0
+    assert number_in_range("below", 1, 0.0, 1.0) == 1.0
+    for value, problem in [("x", "is not a number"), (math.nan, "is not a number"), (True, "is not a number"),
+                           (0.0, "above 0"), (2.0, "above 0 to 1")]:
+        with pytest.raises(ConfigError, match=f"^below: .*{problem}"):
+            number_in_range("below", value, 0.0, 1.0, open_low=True)
 
 
 def test_an_unsubstituted_placeholder_names_the_missing_configuration_key() -> None:
