@@ -28,6 +28,8 @@ CAUSES = ("start", "change", "health")
 
 Answer = tuple[Iterable[str], Iterable[str]]
 """(addresses, failover roles) of one name."""
+_State = tuple[tuple[str, ...], tuple[str, ...]]
+_EMPTY: _State = ((), ())
 
 
 def timeline_name(name: str) -> str:
@@ -40,6 +42,11 @@ class AnswerTimeline:
 
     When the limit is reached the oldest entries are forgotten; what a name answers *now*
     is still known, so a change is still told from no change.
+
+    Only names answering something now are remembered: a name with no answer (never seen,
+    or gone and its empty entry written) is empty, so a long-running lab whose planner keeps
+    creating and deleting names holds, and scans on each :meth:`record`, only the names
+    that answer now.
     """
 
     def __init__(self, limit: int = 100_000) -> None:
@@ -47,27 +54,32 @@ class AnswerTimeline:
             raise ValueError(f"limit {limit!r} must be at least 1")
         self._lock = threading.Lock()
         self._entries: deque[dict[str, Any]] = deque(maxlen=limit)
-        self._last: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self._last: dict[str, _State] = {}  # name -> its non-empty answer now
 
     def record(self, time: float, answers: Mapping[str, Answer], cause: str) -> list[dict[str, Any]]:
         """Note what every name answers at ``time``; return the entries appended.
 
         ``answers`` lists every name the DNS serves now: a name the timeline has seen
         answering that is missing from it gets an entry with no addresses and no roles
-        (its records went away). Names are taken case-insensitively, trailing dot optional.
+        (its records went away), once; a name missing from it, or answering nothing, is
+        empty, so a name first seen answering nothing gets no entry. Names are taken
+        case-insensitively, trailing dot optional. The cost is proportional to the names
+        in ``answers`` and those that answered something before this call.
         """
         if cause not in CAUSES:
             raise ValueError(f"cause {cause!r} is not one of {CAUSES}")
         now = {timeline_name(name): (tuple(sorted(set(addresses))), tuple(sorted(set(roles))))
                for name, (addresses, roles) in answers.items()}
-        empty: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
         with self._lock:
-            gone = {name: empty for name, state in self._last.items() if name not in now and state != empty}
             added = []
-            for name, state in sorted({**now, **gone}.items()):
-                if self._last.get(name) == state:
+            for name in sorted(now.keys() | self._last.keys()):
+                state = now.get(name, _EMPTY)
+                if self._last.get(name, _EMPTY) == state:
                     continue
-                self._last[name] = state
+                if state == _EMPTY:
+                    del self._last[name]  # empty from now on: forgotten, as if never seen
+                else:
+                    self._last[name] = state
                 added.append({"time": time, "name": name, "addresses": list(state[0]),
                               "roles": list(state[1]), "cause": cause})
             self._entries.extend(added)
@@ -96,7 +108,8 @@ class AnswerTimeline:
         return _copies(first + later)
 
     def names(self) -> list[str]:
-        """Every name the timeline has an answer for, sorted."""
+        """Every name answering something now, sorted (a name gone, or answering nothing,
+        is not listed)."""
         with self._lock:
             return sorted(self._last)
 

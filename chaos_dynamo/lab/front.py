@@ -7,7 +7,9 @@ One HTTP server on 127.0.0.1 that
 * checks ``CreateHealthCheck`` / ``UpdateHealthCheck`` by the lab's rules before passing
   them to the emulator (which stores health checks), tells the lab after every health
   check created, updated or deleted, and answers ``GetHealthCheckStatus`` and
-  ``GetHealthCheckLastFailureReason`` from the lab's own checkers;
+  ``GetHealthCheckLastFailureReason`` from the lab's own checkers (a CALCULATED check gets
+  ``InvalidInput``, as AWS documents: its status is at ``/_chaos_dynamo/route53/health``;
+  a disabled check reports its checkers' results from before it was disabled);
 * passes every other AWS API call (hosted zones, listing records, DynamoDB, STS...) through
   to the emulator unchanged;
 * serves the lab's own control API under ``/_chaos_dynamo/`` and Prometheus ``/metrics``.
@@ -64,7 +66,8 @@ class HealthCheckApi(Protocol):
         """Re-read the emulator's health checks."""
 
     def reports(self, check_id: str, failures: bool = False) -> list[xmlcodec.Observation] | None:
-        """Checker observations (latest results or latest failures); None: unknown id."""
+        """Checker observations (latest results or latest failures); None: unknown id;
+        AwsError (InvalidInput) for a check the calls cannot be used for (CALCULATED)."""
 
 
 class _BadRequest(Exception):
@@ -265,7 +268,11 @@ class _Handler(BaseHTTPRequestHandler):
         report = _HEALTH_REPORT.match(path)
         if report and self.command == "GET":
             failures = report.group(2) == "lastfailurereason"
-            observations = health.reports(report.group(1), failures=failures)
+            try:
+                observations = health.reports(report.group(1), failures=failures)
+            except AwsError as exc:
+                self._send_aws_error(exc)
+                return True
             if observations is None:
                 self._send_aws_error(AwsError("NoSuchHealthCheck", "No health check exists with the "
                                                                    f"specified ID {report.group(1)}"))

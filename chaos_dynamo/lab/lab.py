@@ -53,7 +53,7 @@ from chaos_dynamo.plans import plan_from_fleet, upsert_changes
 from chaos_dynamo.planstore import PlanStore
 from chaos_dynamo.route53.backend import Route53Backend, make_client
 from chaos_dynamo.route53.checkers import HealthCheckRunner, Prober, Transition
-from chaos_dynamo.route53.healthchecks import HealthEvaluator
+from chaos_dynamo.route53.healthchecks import HealthEvaluator, not_evaluated_reason
 from chaos_dynamo.route53.records import ZoneSnapshot, normalize_name
 from chaos_dynamo.route53.rules import change_from_api
 from chaos_dynamo.route53.service import (
@@ -382,25 +382,34 @@ class Lab:
         for record in tuple(self.route53.history):
             if since is not None and record.submitted_at < since:
                 continue
-            changes = [{"action": action, "name": timeline_name(rname), "type": rtype, "set_identifier": set_id}
-                       for action, rname, rtype, set_id in record.changes]
-            if wanted is not None and not any(c["name"] == wanted or c["name"].endswith("." + wanted)
-                                              for c in changes):
+            names = [timeline_name(rname) for _, rname, _, _ in record.changes]
+            if wanted is not None and not any(_at_or_below(n, wanted) for n in names):
                 continue
+            changes = [{"action": action, "name": rname, "type": rtype, "set_identifier": set_id}
+                       for (action, _, rtype, set_id), rname in zip(record.changes, names, strict=True)]
             out.append({"time": record.submitted_at, "change_id": record.change_id, "zone_id": record.zone_id,
                         "comment": record.comment, "changes": changes})
         return out
 
     def health_checks(self) -> dict[str, Any]:
-        """Every health check the lab evaluates, with its status and each checker's latest result."""
+        """Every health check the lab knows, with its status and each checker's latest result.
+
+        A check the lab cannot evaluate (stored on an external emulator behind the lab's
+        back: a type the lab does not support, a target off loopback) is listed with
+        ``"evaluated": false`` and ``"not_evaluated_reason"``; it has no checkers and counts
+        as healthy. Evaluated checks have ``"evaluated": true, "not_evaluated_reason": null``.
+        """
         health, runner = self.health, self.health_runner
         checks = []
         if health is not None:
             statuses = health.evaluator.statuses()
             for config in health.configs():
+                not_evaluated = not_evaluated_reason(config)
                 checks.append({
                     "id": config.id, "type": config.type, "target": describe_target(config),
-                    "healthy": statuses.get(config.id, True), "request_interval": config.request_interval,
+                    "healthy": statuses.get(config.id, True),
+                    "evaluated": not_evaluated is None, "not_evaluated_reason": not_evaluated,
+                    "request_interval": config.request_interval,
                     "failure_threshold": config.failure_threshold, "inverted": config.inverted,
                     "disabled": config.disabled, "regions": list(config.regions),
                     "observations": [
@@ -529,10 +538,13 @@ class Lab:
         if health is None or runner is None:
             return {}
         statuses = health.evaluator.statuses()
+        not_evaluated = {config.id: reason for config in health.configs()
+                         if (reason := not_evaluated_reason(config)) is not None}
         return {
             "speedup": runner.speedup,
             "total": len(statuses),
             "unhealthy": sorted(check for check, healthy in statuses.items() if not healthy),
+            "not_evaluated": dict(sorted(not_evaluated.items())),
             "counters": {**runner.counters(), **health.counters},
         }
 
@@ -695,6 +707,11 @@ def _error_code(body: Mapping[str, Any], rate: Any) -> str:
                           "send error_rate (0.0 to 1.0) with it, e.g. {\"error_rate\": 1.0, "
                           f"\"error_code\": \"{code}\"}}")
     return code
+
+
+def _at_or_below(name: str, wanted: str) -> bool:
+    """Whether ``name`` is ``wanted`` or a name below it (both as timeline_name spells them)."""
+    return name == wanted or name.endswith("." + wanted)
 
 
 def _bool(field: str, value: Any) -> bool:

@@ -43,6 +43,7 @@ from chaos_dynamo.route53.healthchecks import (
     CheckResult,
     HealthCheckConfig,
     HealthEvaluator,
+    not_evaluated_reason,
 )
 
 __all__ = [
@@ -443,7 +444,9 @@ class HealthCheckRunner:
 
         A checker whose check is unchanged keeps its schedule; a new or changed check's
         checkers start staggered over one interval from now. CALCULATED and disabled
-        checks have no checkers.
+        checks have no checkers, nor have checks the lab cannot evaluate
+        (:func:`~chaos_dynamo.route53.healthchecks.not_evaluated_reason`: a type it does
+        not support, a target off loopback): those count as healthy.
         """
         configs = list(configs)
         with self._lock:
@@ -452,7 +455,7 @@ class HealthCheckRunner:
             now = self._clock.monotonic()
             wanted: dict[tuple[str, str], _Checker] = {}
             for config in configs:
-                if config.calculated or config.disabled:
+                if config.calculated or config.disabled or not_evaluated_reason(config) is not None:
                     continue
                 interval = config.request_interval / self.speedup
                 timeouts = timeouts_for(config.request_interval, self.speedup)
@@ -470,7 +473,10 @@ class HealthCheckRunner:
             self._checkers = wanted
             for config in configs:
                 old_config = before.get(config.id)
-                if old_config is None:
+                not_evaluated = not_evaluated_reason(config)
+                if not_evaluated is not None and old_config != config:
+                    self._reasons.setdefault(config.id, f"not evaluated by the lab: {not_evaluated}")
+                elif old_config is None:
                     self._reasons.setdefault(config.id, "created: healthy until its checkers have enough data")
                 elif old_config != config:
                     self._reasons.setdefault(config.id, "configuration changed")

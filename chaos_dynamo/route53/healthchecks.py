@@ -11,9 +11,15 @@ the results the checkers report into each health check's status as Route 53 comp
   healthy until the checkers have enough data);
 * a health check is healthy when MORE than 18% of its checkers are healthy (a region
   that has not reported yet counts as healthy);
-* ``Disabled``: always healthy; ``Inverted``: the status flipped;
+* ``Disabled``: healthy, whatever the checkers found (none run); ``Inverted``: the status
+  flipped, a disabled check's too (AWS: to stop routing traffic to a resource whose check
+  is disabled, invert it), so disabled and inverted is unhealthy;
 * ``CALCULATED``: healthy when at least ``HealthThreshold`` children are healthy (0: always;
-  a child the lab does not know counts as unhealthy).
+  a child the lab does not know counts as unhealthy);
+* a check the lab cannot evaluate (:func:`not_evaluated_reason`: a type it does not
+  support, or a target off loopback, stored on an external emulator behind the lab's
+  back) has no checkers and counts as healthy, inverted or not: the lab's choice, as it
+  does not know the status.
 
 No I/O and no clock: the checkers that open connections live with the lab and hand their
 results in with :meth:`HealthEvaluator.record`.
@@ -28,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chaos_dynamo.errors import AwsError
+from chaos_dynamo.route53.rules import constraint_error, range_error
 
 __all__ = [
     "AWS_TYPES",
@@ -39,6 +46,7 @@ __all__ = [
     "HealthEvaluator",
     "check_config",
     "config_from_api",
+    "not_evaluated_reason",
 ]
 
 CHECKER_REGIONS: tuple[str, ...] = (
@@ -207,51 +215,40 @@ def config_from_api(
 # --- validation ------------------------------------------------------------------------
 
 
-def _constraint(value: object, path: str, constraint: str) -> str:
-    return f"Value '{value}' at 'healthCheckConfig.{path}' failed to satisfy constraint: Member must {constraint}"
-
-
-def _range(value: int | None, path: str, low: int, high: int) -> list[str]:
-    if value is None:
-        return []
-    if value > high:
-        return [_constraint(value, path, f"have value less than or equal to {high}")]
-    if value < low:
-        return [_constraint(value, path, f"have value greater than or equal to {low}")]
-    return []
-
-
 def _max_length(value: str | None, path: str) -> list[str]:
     if value is None or len(value) <= MAX_TEXT:
         return []
-    return [_constraint(value, path, f"have length less than or equal to {MAX_TEXT}")]
+    return [constraint_error(value, path, f"have length less than or equal to {MAX_TEXT}")]
 
 
 def _field_errors(config: HealthCheckConfig) -> list[str]:
-    """The request model's constraints, with AWS's field paths (lower camel case)."""
+    """The request model's constraints, with AWS's field paths (lower camel case), worded by
+    the same helpers as a change batch's (:mod:`chaos_dynamo.route53.rules`)."""
+    at = "healthCheckConfig"
     errors: list[str] = []
     if config.type not in AWS_TYPES:
-        errors.append(_constraint(config.type, "type",
-                                  f"satisfy enum value set: [{', '.join(SUPPORTED_TYPES)}]"))
-    errors += _range(config.request_interval, "requestInterval", min(REQUEST_INTERVALS),
-                     max(REQUEST_INTERVALS))
-    errors += _range(config.failure_threshold, "failureThreshold", 1, 10)
-    errors += _range(config.port, "port", 1, 65535)
-    errors += _max_length(config.resource_path, "resourcePath")
-    errors += _max_length(config.fqdn, "fullyQualifiedDomainName")
-    errors += _max_length(config.search_string, "searchString")
-    errors += _range(config.health_threshold, "healthThreshold", 0, MAX_HEALTH_THRESHOLD)
+        errors.append(constraint_error(config.type, f"{at}.type",
+                                       f"satisfy enum value set: [{', '.join(SUPPORTED_TYPES)}]"))
+    errors += range_error(config.request_interval, f"{at}.requestInterval", min(REQUEST_INTERVALS),
+                          max(REQUEST_INTERVALS))
+    errors += range_error(config.failure_threshold, f"{at}.failureThreshold", 1, 10)
+    errors += range_error(config.port, f"{at}.port", 1, 65535)
+    errors += _max_length(config.resource_path, f"{at}.resourcePath")
+    errors += _max_length(config.fqdn, f"{at}.fullyQualifiedDomainName")
+    errors += _max_length(config.search_string, f"{at}.searchString")
+    errors += range_error(config.health_threshold, f"{at}.healthThreshold", 0, MAX_HEALTH_THRESHOLD)
     if len(config.children) > MAX_CHILDREN:
-        errors.append(_constraint(f"[{', '.join(config.children)}]", "childHealthChecks",
-                                  f"have length less than or equal to {MAX_CHILDREN}"))
+        errors.append(constraint_error(f"[{', '.join(config.children)}]", f"{at}.childHealthChecks",
+                                       f"have length less than or equal to {MAX_CHILDREN}"))
     if not config.calculated:
         if len(config.regions) < MIN_REGIONS:
-            errors.append(_constraint(f"[{', '.join(config.regions)}]", "regions",
-                                      f"have length greater than or equal to {MIN_REGIONS}"))
+            errors.append(constraint_error(f"[{', '.join(config.regions)}]", f"{at}.regions",
+                                           f"have length greater than or equal to {MIN_REGIONS}"))
         for index, region in enumerate(config.regions, start=1):
             if region not in CHECKER_REGIONS:
-                errors.append(_constraint(region, f"regions.{index}.member",
-                                          f"satisfy enum value set: [{', '.join(CHECKER_REGIONS)}]"))
+                errors.append(constraint_error(
+                    region, f"{at}.regions.{index}.member",
+                    f"satisfy enum value set: [{', '.join(CHECKER_REGIONS)}]"))
     return errors
 
 
@@ -314,6 +311,41 @@ def _calculated_problem(config: HealthCheckConfig, known_ids: Collection[str]) -
         if child not in known_ids:
             return (f"Invalid parameter: ChildHealthChecks names {child}, but no health check "
                     "exists with that ID; create it first or remove it from ChildHealthChecks")
+    return None
+
+
+def not_evaluated_reason(config: HealthCheckConfig) -> str | None:
+    """Why the lab cannot evaluate ``config``; None when it can.
+
+    :func:`check_config` refuses such a check at CreateHealthCheck / UpdateHealthCheck, but
+    an external emulator may hold one written behind the lab's back (HTTPS,
+    CLOUDWATCH_METRIC, a public IPAddress...). The lab runs no checkers for it and counts
+    it as healthy. A disabled check needs no checkers (AWS counts it healthy, or unhealthy
+    when inverted), so it is always evaluated.
+    """
+    if config.disabled:
+        return None
+    if config.type not in SUPPORTED_TYPES:
+        return (f"the lab does not evaluate health checks of type {config.type}; "
+                "it counts as healthy")
+    if config.calculated:
+        return None
+    if config.ip_address is None and config.fqdn is None:
+        return ("it has neither IPAddress nor FullyQualifiedDomainName, so there is nothing to "
+                "check; it counts as healthy")
+    if config.ip_address is not None:
+        loopback = _is_loopback(config.ip_address)
+        if loopback is None:
+            return (f"IPAddress {config.ip_address!r} is not an IP address; "
+                    "it counts as healthy")
+        if not loopback:
+            return (f"IPAddress {config.ip_address} is not a loopback address and the lab "
+                    "checks loopback addresses only; it counts as healthy")
+    if config.type == "TCP" and config.port is None:
+        return "a TCP health check without Port has no port to connect to; it counts as healthy"
+    if config.type in _STR_MATCH_TYPES and not config.search_string:
+        return (f"a {config.type} health check without SearchString has nothing to match; "
+                "it counts as healthy")
     return None
 
 
@@ -390,6 +422,7 @@ class _Checker:
 class _Check:
     config: HealthCheckConfig
     checkers: dict[str, _Checker] = field(default_factory=dict)
+    evaluated: bool = True  # False: the lab cannot evaluate it (not_evaluated_reason)
 
 
 def _checker_identity(config: HealthCheckConfig) -> tuple[object, ...]:
@@ -417,15 +450,21 @@ class HealthEvaluator:
 
         A check whose type, target, path, search string, failure threshold and regions
         are unchanged keeps its checkers' state; a changed or new check starts with every
-        checker healthy; checks not listed are forgotten.
+        checker healthy; checks not listed are forgotten. A disabled check keeps its
+        checkers' last results (GetHealthCheckStatus still reports them); enabling it
+        again starts it afresh, healthy like a new check, since its checkers' results are
+        from before it was disabled.
         """
         configs = list(configs)
         with self._lock:
             checks: dict[str, _Check] = {}
             for config in configs:
                 old = self._checks.get(config.id)
-                keep = old is not None and _checker_identity(old.config) == _checker_identity(config)
-                checks[config.id] = _Check(config, old.checkers if keep and old else {})
+                keep = (old is not None
+                        and _checker_identity(old.config) == _checker_identity(config)
+                        and not (old.config.disabled and not config.disabled))
+                checks[config.id] = _Check(config, old.checkers if keep and old else {},
+                                           evaluated=not_evaluated_reason(config) is None)
             self._checks = checks
             self._statuses = self._evaluate()
 
@@ -433,11 +472,13 @@ class HealthEvaluator:
         """Add one checker's result; True when any health check's status changed.
 
         A result for a check or region not (or no longer) configured, or for a
-        CALCULATED check, is ignored (a checker may report just after a reconfigure).
+        CALCULATED, disabled or not evaluated check, is ignored (a checker may report just
+        after a reconfigure).
         """
         with self._lock:
             check = self._checks.get(check_id)
-            if check is None or check.config.calculated or region not in check.config.regions:
+            if (check is None or check.config.calculated or check.config.disabled
+                    or not check.evaluated or region not in check.config.regions):
                 return False
             checker = check.checkers.setdefault(region, _Checker())
             before = checker.healthy
@@ -503,18 +544,20 @@ class HealthEvaluator:
             return False  # unknown child, or a cycle of calculated checks: unhealthy
         config = check.config
         if config.disabled:
-            healthy = True
+            healthy = True  # AWS: always healthy; Inverted still applies (below)
+        elif not check.evaluated:
+            done[check_id] = True  # the lab does not know its status: healthy, not inverted
+            return True
+        elif config.calculated:
+            inner = visiting | {check_id}
+            up = sum(self._status_of(child, done, inner) for child in config.children)
+            needed = (config.health_threshold if config.health_threshold is not None
+                      else len(config.children))
+            healthy = up >= needed
         else:
-            if config.calculated:
-                inner = visiting | {check_id}
-                up = sum(self._status_of(child, done, inner) for child in config.children)
-                needed = (config.health_threshold if config.health_threshold is not None
-                          else len(config.children))
-                healthy = up >= needed
-            else:
-                regions = config.regions
-                up = sum(check.checkers.get(r, _Checker()).healthy for r in regions)
-                healthy = bool(regions) and up / len(regions) > HEALTHY_FRACTION
-            healthy = healthy != config.inverted
+            regions = config.regions
+            up = sum(check.checkers.get(r, _Checker()).healthy for r in regions)
+            healthy = bool(regions) and up / len(regions) > HEALTHY_FRACTION
+        healthy = healthy != config.inverted
         done[check_id] = healthy
         return healthy

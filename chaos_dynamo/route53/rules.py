@@ -43,8 +43,10 @@ __all__ = [
     "Change",
     "apply_changes",
     "change_from_api",
+    "constraint_error",
     "diff",
     "provided_fields",
+    "range_error",
     "records_equal",
 ]
 
@@ -237,17 +239,24 @@ def _check_request(changes: Sequence[Change]) -> None:
             raise AwsError("InvalidInput", problem)
 
 
-def _constraint(value: object, path: str, constraint: str) -> str:
+def constraint_error(value: object, path: str, constraint: str) -> str:
+    """One of AWS's request-model validation errors, as Route 53 words it.
+
+    ``path`` is the field's path in the request, lower camel case as AWS spells it
+    (``changeBatch.changes.1.member.resourceRecordSet.weight``,
+    ``healthCheckConfig.port``); ``constraint`` follows "Member must".
+    """
     return f"Value '{value}' at '{path}' failed to satisfy constraint: Member must {constraint}"
 
 
-def _range_error(value: int | None, path: str, low: int, high: int) -> list[str]:
+def range_error(value: int | None, path: str, low: int, high: int) -> list[str]:
+    """The validation error of a number outside ``low..high`` (none for ``None`` or in range)."""
     if value is None:
         return []
     if value > high:
-        return [_constraint(value, path, f"have value less than or equal to {high}")]
+        return [constraint_error(value, path, f"have value less than or equal to {high}")]
     if value < low:
-        return [_constraint(value, path, f"have value greater than or equal to {low}")]
+        return [constraint_error(value, path, f"have value greater than or equal to {low}")]
     return []
 
 
@@ -258,15 +267,15 @@ def _field_errors(index: int, change: Change) -> list[str]:
     record = change.record
     errors: list[str] = []
     if change.action not in ACTIONS:
-        errors.append(_constraint(change.action, f"{base}.action", f"satisfy enum value set: [{', '.join(ACTIONS)}]"))
+        errors.append(constraint_error(change.action, f"{base}.action", f"satisfy enum value set: [{', '.join(ACTIONS)}]"))
     if record.type not in RECORD_TYPES:
-        errors.append(_constraint(record.type, f"{rrset}.type", f"satisfy enum value set: [{', '.join(RECORD_TYPES)}]"))
-    errors += _range_error(record.weight, f"{rrset}.weight", 0, _MAX_WEIGHT)
+        errors.append(constraint_error(record.type, f"{rrset}.type", f"satisfy enum value set: [{', '.join(RECORD_TYPES)}]"))
+    errors += range_error(record.weight, f"{rrset}.weight", 0, _MAX_WEIGHT)
     # AWS lower-cases the first letter of the member name in these paths: TTL -> tTL.
-    errors += _range_error(record.ttl, f"{rrset}.tTL", 0, _MAX_TTL)
+    errors += range_error(record.ttl, f"{rrset}.tTL", 0, _MAX_TTL)
     if record.set_identifier is not None and len(record.set_identifier) > _MAX_SET_IDENTIFIER:
-        errors.append(_constraint(record.set_identifier, f"{rrset}.setIdentifier",
-                                  f"have length less than or equal to {_MAX_SET_IDENTIFIER}"))
+        errors.append(constraint_error(record.set_identifier, f"{rrset}.setIdentifier",
+                                       f"have length less than or equal to {_MAX_SET_IDENTIFIER}"))
     return errors
 
 

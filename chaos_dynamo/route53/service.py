@@ -360,6 +360,8 @@ UPDATABLE_FIELDS = frozenset({
 """The HealthCheckConfig fields UpdateHealthCheck can set (Type and RequestInterval cannot change)."""
 RESETTABLE_ELEMENTS = ("FullyQualifiedDomainName", "Regions", "ResourcePath", "ChildHealthChecks")
 """What UpdateHealthCheck's ResetElements can put back to its default."""
+HEALTH_ROUTE = "/_chaos_dynamo/route53/health"
+"""The lab's control route showing every health check's status, calculated ones included."""
 
 
 def list_health_checks(client: Any) -> list[dict[str, Any]]:
@@ -406,8 +408,11 @@ class HealthCheckService:
         """Re-read the emulator's health checks and hand them to ``configure``.
 
         A check the lab cannot evaluate (stored on the emulator behind the lab's back,
-        e.g. HTTPS) is still listed, so records may name it, but with no checkers it
-        stays healthy. On an emulator error the previous configurations stay.
+        e.g. HTTPS, CLOUDWATCH_METRIC or a public IPAddress: see
+        :func:`~chaos_dynamo.route53.healthchecks.not_evaluated_reason`) is still listed,
+        so records may name it, but it gets no checkers and stays healthy; the lab's
+        health route shows it as not evaluated, with the reason. On an emulator error the
+        previous configurations stay.
 
         Raises:
             AwsError: the emulator failed to list its health checks.
@@ -515,9 +520,28 @@ class HealthCheckService:
     def reports(self, check_id: str, failures: bool = False) -> list[Observation] | None:
         """Each checker region's latest result (``failures``: latest failure), as
         GetHealthCheckStatus (GetHealthCheckLastFailureReason) reports them; None for
-        an id that does not exist."""
+        an id that does not exist.
+
+        A disabled check has no checkers running: it reports the results its checkers had
+        when it was disabled (none for a check created disabled), until it is enabled
+        again and its checkers start afresh.
+
+        Raises:
+            AwsError: ``InvalidInput`` for a CALCULATED check: AWS documents that neither
+                call can be used for a calculated health check (its status is shown in the
+                Route 53 and CloudWatch consoles; the lab shows it at
+                ``GET /_chaos_dynamo/route53/health``).
+        """
         if not self.known(check_id):
             return None
+        config = self.config(check_id)
+        if config is not None and config.calculated:
+            operation = "GetHealthCheckLastFailureReason" if failures else "GetHealthCheckStatus"
+            raise AwsError("InvalidInput", (
+                f"Invalid parameter: health check {check_id} is a calculated health check, and "
+                f"{operation} can't be used for calculated health checks; read its status from "
+                f"the lab at GET {HEALTH_ROUTE} (its \"healthy\" field), or call {operation} "
+                "for each of its ChildHealthChecks"))
         pairs = (self.evaluator.last_failures(check_id) if failures
                  else self.evaluator.observations(check_id))
         return [Observation(region, self.checker_address, result.status,

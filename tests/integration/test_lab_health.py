@@ -90,6 +90,17 @@ class Scratch:
         assert len(rows) == 1, health
         return dict(rows[0])
 
+    def answers(self, name: str, since: float) -> list[dict[str, Any]]:
+        status, answers = control(self.info, f"route53/answers?name={name}&since={since}")
+        assert status == 200, answers
+        return list(answers)
+
+    def wait_addresses(self, name: str, addresses: set[str]) -> None:
+        """The DNS switches after a status change (the runner tells the lab, which swaps its
+        answers under the publish lock): wait for the answer, never assert it at once."""
+        assert wait_until(lambda: self.addresses(name) == addresses, timeout=5, interval=0.02), \
+            (name, addresses, self.addresses(name))
+
     def addresses(self, name: str, times: int = 1) -> set[str]:
         seen: set[str] = set()
         for _ in range(times):
@@ -147,10 +158,12 @@ def test_failover_and_weighted_follow_the_health_of_their_targets(scratch: Scrat
         "Failure: HTTP Status Code 503, Service Unavailable"}
     failures = r53.get_health_check_last_failure_reason(HealthCheckId=check_a)["HealthCheckObservations"]
     assert sorted(o["Region"] for o in failures) == REGIONS
-    assert scratch.addresses(fo) == {lb_b["address"]}
+    scratch.wait_addresses(fo, {lb_b["address"]})
+    # One switch of the whole answer table: the weighted name switched with fo.
     assert scratch.addresses(weighted, times=20) == {lb_b["address"]}
-    status, answers = control(scratch.info, f"route53/answers?name={fo_key}&since={since}")
-    assert status == 200
+    # The entry is written just after the switch (same lock): wait for it too.
+    assert wait_until(lambda: scratch.answers(fo_key, since)[-1]["roles"] == ["SECONDARY"], timeout=5)
+    answers = scratch.answers(fo_key, since)
     assert answers[0]["time"] < since and answers[0]["roles"] == ["PRIMARY"]  # in effect at `since`
     assert {"time": answers[-1]["time"], "name": fo_key, "addresses": [lb_b["address"]], "roles": ["SECONDARY"],
             "cause": "health"} == answers[-1]
@@ -161,23 +174,23 @@ def test_failover_and_weighted_follow_the_health_of_their_targets(scratch: Scrat
     # Healthy again, then down (connections refused).
     scratch.fault(lb_a, {"unhealthy": False})
     scratch.wait_status(check_a, True)
-    assert wait_until(lambda: scratch.addresses(fo) == {lb_a["address"]}, timeout=5)
+    scratch.wait_addresses(fo, {lb_a["address"]})
     scratch.fault(lb_a, {"down": True})
     scratch.wait_status(check_a, False)
     statuses = {o["StatusReport"]["Status"] for o in
                 r53.get_health_check_status(HealthCheckId=check_a)["HealthCheckObservations"]}
     assert all(s.startswith("Failure: Connection refused") for s in statuses), statuses
-    assert scratch.addresses(fo) == {lb_b["address"]}
+    scratch.wait_addresses(fo, {lb_b["address"]})
     scratch.fault(lb_a, {"down": False})
     scratch.wait_status(check_a, True)
-    assert wait_until(lambda: scratch.addresses(fo) == {lb_a["address"]}, timeout=5)
+    scratch.wait_addresses(fo, {lb_a["address"]})
 
     status, log = control(scratch.info, f"route53/health/log?since={since}")
     assert [e["healthy"] for e in log if e["id"] == check_a] == [False, True, False, True]
-    status, answers = control(scratch.info, f"route53/answers?name={fo_key}&since={since}")
-    roles = [e["roles"] for e in answers[1:]]
-    assert roles == [["SECONDARY"], ["PRIMARY"], ["SECONDARY"], ["PRIMARY"]]
-    assert {e["cause"] for e in answers[1:]} == {"health"}
+    want = [["SECONDARY"], ["PRIMARY"], ["SECONDARY"], ["PRIMARY"]]
+    assert wait_until(lambda: [e["roles"] for e in scratch.answers(fo_key, since)[1:]] == want, timeout=5), \
+        scratch.answers(fo_key, since)
+    assert {e["cause"] for e in scratch.answers(fo_key, since)[1:]} == {"health"}
 
 
 def test_failure_threshold_counts_consecutive_failures(scratch: Scratch, lab: Lab) -> None:
@@ -227,8 +240,14 @@ def test_inverted_calculated_tcp_str_match_and_disabled(scratch: Scratch) -> Non
     scratch.wait_status(calculated, False)
     assert scratch.healthy(tcp) is True
     scratch.wait_status(match, False)
-    _, log = control(scratch.info, "route53/health/log")
-    reason = [e["reason"] for e in log if e["id"] == calculated][-1]
+
+    def calculated_went_unhealthy() -> list[str]:
+        _, log = control(scratch.info, "route53/health/log")
+        return [e["reason"] for e in log if e["id"] == calculated and not e["healthy"]]
+
+    # The log is written after the status changes (with the DNS switch): wait for it.
+    assert wait_until(calculated_went_unhealthy, timeout=5)
+    reason = calculated_went_unhealthy()[-1]
     assert reason.startswith("Calculated: 1 of 2 child health checks healthy"), reason
 
     scratch.fault(lb_x, {"down": True})
@@ -236,6 +255,54 @@ def test_inverted_calculated_tcp_str_match_and_disabled(scratch: Scratch) -> Non
     assert scratch.health_row(tcp)["observations"][0]["status"].startswith("Failure: Connection refused")
     row = scratch.health_row(disabled)
     assert row["healthy"] is True and row["disabled"] is True and row["observations"] == []
+    # A disabled check reports its checkers' results from before it was disabled: none here.
+    assert scratch.r53.get_health_check_status(HealthCheckId=disabled)["HealthCheckObservations"] == []
+
+    # AWS: neither status call can be used for a calculated health check.
+    for call in (scratch.r53.get_health_check_status, scratch.r53.get_health_check_last_failure_reason):
+        with pytest.raises(ClientError) as caught:
+            call(HealthCheckId=calculated)
+        error = caught.value.response["Error"]
+        assert error["Code"] == "InvalidInput", error
+        assert "can't be used for calculated health checks" in error["Message"]
+        assert "/_chaos_dynamo/route53/health" in error["Message"]
+        assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+def test_checks_stored_behind_the_labs_back_are_not_evaluated(scratch: Scratch, lab: Lab) -> None:
+    """Checks the lab would refuse, written to the emulator directly (as on an external
+    backend): no checkers, healthy, shown as not evaluated with the reason."""
+    emulator = make_client("route53", lab.emulator_url, scratch.info.region)
+    http = {"Port": scratch.info.lb_port, "RequestInterval": 10, "FailureThreshold": 1, "Regions": REGIONS}
+    behind: dict[str, str] = {}
+    for label, config in {
+        "HTTPS": {**http, "Type": "HTTPS", "IPAddress": scratch.lb(0)["address"]},
+        "CLOUDWATCH_METRIC": {"Type": "CLOUDWATCH_METRIC", "InsufficientDataHealthStatus": "Unhealthy",
+                              "AlarmIdentifier": {"Region": "us-east-1", "Name": "alarm"}},
+        "192.0.2.10": {**http, "Type": "HTTP", "IPAddress": "192.0.2.10"},
+    }.items():
+        created = emulator.create_health_check(CallerReference=f"behind-{uuid.uuid4()}", HealthCheckConfig=config)
+        behind[label] = str(created["HealthCheck"]["Id"])
+        scratch.checks.append(behind[label])
+    evaluated = scratch.http_check(scratch.lb(0))  # through the lab: it re-reads every check
+    fo = scratch.name("behind")
+    scratch.create_records(
+        a_record(fo, scratch.lb(0)["address"], SetIdentifier="p", Failover="PRIMARY",
+                 HealthCheckId=behind["192.0.2.10"]),
+        a_record(fo, scratch.lb(1)["address"], SetIdentifier="s", Failover="SECONDARY"),
+    )
+    # Long enough for every checker of every check to have run once.
+    assert wait_until(lambda: len(scratch.health_row(evaluated)["observations"]) == 3, timeout=WAIT)
+    for label, check_id in behind.items():
+        row = scratch.health_row(check_id)
+        assert (row["evaluated"], row["healthy"], row["observations"]) == (False, True, []), row
+        assert label in row["not_evaluated_reason"] and "counts as healthy" in row["not_evaluated_reason"]
+    row = scratch.health_row(evaluated)
+    assert (row["evaluated"], row["not_evaluated_reason"]) == (True, None)
+    not_evaluated = lab.status()["health_checks"]["not_evaluated"]
+    assert set(behind.values()) <= set(not_evaluated)
+    assert "not a loopback address" in not_evaluated[behind["192.0.2.10"]]
+    assert scratch.addresses(fo) == {scratch.lb(0)["address"]}  # PRIMARY: its check counts healthy
 
 
 def test_fqdn_checks_resolve_through_the_lab_dns_only(scratch: Scratch) -> None:

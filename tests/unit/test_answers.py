@@ -38,6 +38,34 @@ def test_a_name_that_went_away_gets_an_empty_entry_once() -> None:
     assert [(e["name"], e["addresses"]) for e in back] == [("b.example.com", [C])]
 
 
+def test_names_gone_are_forgotten_so_a_long_run_holds_only_current_names() -> None:
+    """The planner creates new plan names every few seconds: each answers, then goes."""
+    timeline = AnswerTimeline()
+    for i in range(500):
+        added = timeline.record(float(i), {"app.example.com": ([A], []), f"plan-{i}.example.com": ([B], [])},
+                                "change")
+        expected = [f"plan-{i}.example.com", f"plan-{i - 1}.example.com" if i else "app.example.com"]
+        assert sorted(e["name"] for e in added) == sorted(expected)
+    assert timeline.names() == ["app.example.com", "plan-499.example.com"]
+    assert timeline.entries("plan-10.example.com") == [
+        {"time": 10.0, "name": "plan-10.example.com", "addresses": [B], "roles": [], "cause": "change"},
+        {"time": 11.0, "name": "plan-10.example.com", "addresses": [], "roles": [], "cause": "change"}]
+
+
+def test_a_missing_name_is_empty() -> None:
+    timeline = AnswerTimeline()
+    timeline.record(1.0, {"a.example.com": ([A], []), "b.example.com": ([B], [])}, "start")
+    timeline.record(2.0, {"a.example.com": ([A], [])}, "change")  # b went: its empty entry
+    # b served again but answering nothing: still empty, no second empty entry.
+    assert timeline.record(3.0, {"a.example.com": ([A], []), "b.example.com": ([], [])}, "change") == []
+    # A name first seen answering nothing has no entry (as a name never seen).
+    assert timeline.record(4.0, {"a.example.com": ([A], []), "c.example.com": ([], [])}, "change") == []
+    assert timeline.entries("c.example.com") == [] and timeline.names() == ["a.example.com"]
+    assert [e["addresses"] for e in timeline.entries("b.example.com")] == [[B], []]
+    back = timeline.record(5.0, {"a.example.com": ([A], []), "b.example.com": ([C], [])}, "health")
+    assert [(e["name"], e["addresses"]) for e in back] == [("b.example.com", [C])]
+
+
 def test_since_puts_the_entry_in_effect_first() -> None:
     timeline = AnswerTimeline()
     timeline.record(1.0, {"a.example.com": ([A], []), "b.example.com": ([B], [])}, "start")

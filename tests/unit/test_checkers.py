@@ -138,6 +138,49 @@ def test_reconfigure_keeps_unchanged_checkers_and_forgets_removed_ones() -> None
     assert len(later) == 6  # a's schedule went on, not restarted
 
 
+def test_checks_the_lab_cannot_evaluate_get_no_checkers_and_stay_healthy() -> None:
+    """Stored on an external emulator behind the lab's back: never probed, counted healthy."""
+    clock = FakeClock()
+    probe = FakeProbe(clock, ok=False)
+    runner = HealthCheckRunner(HealthEvaluator(), probe, speedup=10, clock=clock)
+    transitions = runner.configure([
+        http_check("https", type="HTTPS"),
+        HealthCheckConfig(id="metric", type="CLOUDWATCH_METRIC", regions=REGIONS),
+        http_check("public", ip_address="192.0.2.10"),
+        http_check("nowhere", ip_address=None),
+        http_check("inverted", type="HTTPS", inverted=True),
+        http_check("a"),
+    ])
+    reasons = {t.id: t.reason for t in transitions}
+    assert reasons["https"].startswith("not evaluated by the lab: the lab does not evaluate")
+    assert "not a loopback address" in reasons["public"]
+    step(runner, clock, 2.0)
+    assert {check_id for check_id, _ in probe.calls} == {"a"}
+    assert runner.statuses() == {"https": True, "metric": True, "public": True, "nowhere": True,
+                                 "inverted": True, "a": False}
+
+
+def test_a_reenabled_check_starts_healthy_and_is_probed_again() -> None:
+    clock = FakeClock()
+    probe = FakeProbe(clock, ok=False)
+    runner = HealthCheckRunner(HealthEvaluator(), probe, speedup=10, clock=clock)
+    runner.configure([http_check("a")])
+    step(runner, clock, 1.0)
+    assert runner.statuses() == {"a": False}
+    runner.configure([http_check("a", disabled=True)])
+    assert runner.statuses() == {"a": True}
+    calls = len(probe.calls)
+    step(runner, clock, 1.0)
+    assert len(probe.calls) == calls  # disabled: not probed
+    transitions = runner.configure([http_check("a")])
+    # Enabled again: healthy until its checkers have enough data, not its stale state.
+    assert runner.statuses() == {"a": True} and transitions == []
+    step(runner, clock, 1.0)
+    assert len(probe.calls) > calls and runner.statuses() == {"a": False}
+    assert [(e["healthy"], e["reason"].split(":")[0]) for e in runner.log()] == [
+        (True, "created"), (False, "Failure"), (True, "configuration changed"), (False, "Failure")]
+
+
 def test_a_full_pool_skips_probes_rather_than_queueing_them() -> None:
     probe = FakeProbe()
     probe.hold.clear()  # every probe hangs, as on a blackholed target

@@ -19,7 +19,9 @@ from chaos_dynamo.route53.healthchecks import (
     HealthEvaluator,
     check_config,
     config_from_api,
+    not_evaluated_reason,
 )
+from chaos_dynamo.route53.rules import constraint_error, range_error
 
 OK = CheckResult(True, "Success: HTTP Status Code 200, OK", 1.0)
 FAIL = CheckResult(False, "Failure: HTTP Status Code 503, Service Unavailable", 2.0)
@@ -134,6 +136,14 @@ def test_field_constraints_are_worded_as_aws_validation_errors(
     assert message.startswith("1 validation error detected: Value '")
     assert f"at 'healthCheckConfig.{path}' failed to satisfy constraint: Member must " in message
     assert constraint in message
+
+
+def test_field_errors_are_worded_by_the_change_batch_rules_helpers() -> None:
+    """One wording for every Route 53 validation error: the rules module's helpers."""
+    assert refused(http(port=0)) == "1 validation error detected: " + range_error(
+        0, "healthCheckConfig.port", 1, 65535)[0]
+    assert refused(http(type="FTP")) == "1 validation error detected: " + constraint_error(
+        "FTP", "healthCheckConfig.type", f"satisfy enum value set: [{', '.join(SUPPORTED_TYPES)}]")
 
 
 def test_every_field_error_is_reported_at_once() -> None:
@@ -271,13 +281,61 @@ def test_eight_regions_need_two_healthy_checkers() -> None:
     assert ev.status("hc-1") is True  # two of eight
 
 
-def test_inverted_flips_and_disabled_is_always_healthy() -> None:
+def test_inverted_flips_and_disabled_is_healthy_unless_also_inverted() -> None:
+    """AWS: a disabled check is healthy; to stop routing to its resource, invert it."""
     ev = HealthEvaluator([http("inv", inverted=True), http("off", disabled=True),
-                          http("both", inverted=True, disabled=True)])
-    assert ev.statuses() == {"inv": False, "off": True, "both": True}
+                          http("both", inverted=True, disabled=True),
+                          calculated("calc", ("off",), 1, inverted=True, disabled=True)])
+    assert ev.statuses() == {"inv": False, "off": True, "both": False, "calc": False}
     for check in ("inv", "off", "both"):
         report(ev, check, THREE, False)
-    assert ev.statuses() == {"inv": True, "off": True, "both": True}
+    assert ev.statuses() == {"inv": True, "off": True, "both": False, "calc": False}
+
+
+def test_a_disabled_check_keeps_its_observations_and_starts_afresh_when_enabled() -> None:
+    ev = HealthEvaluator([http(), calculated("c", ("hc-1",), 1)])
+    report(ev, "hc-1", THREE, False)
+    assert (ev.status("hc-1"), ev.status("c")) == (False, False)
+    failed = ev.observations("hc-1")
+    ev.configure([http(disabled=True), calculated("c", ("hc-1",), 1)])
+    assert (ev.status("hc-1"), ev.status("c")) == (True, True)
+    assert ev.observations("hc-1") == failed  # GetHealthCheckStatus still reports them
+    assert ev.record("hc-1", THREE[0], FAIL) is False  # a disabled check has no checkers
+    ev.configure([http(), calculated("c", ("hc-1",), 1)])
+    # Enabled again: healthy like a new check, not what its checkers said before.
+    assert (ev.status("hc-1"), ev.status("c")) == (True, True)
+    assert ev.observations("hc-1") == [] and ev.last_failures("hc-1") == []
+    assert ev.record("hc-1", THREE[0], FAIL) is False  # one failing checker of three: healthy
+
+
+@pytest.mark.parametrize(("config", "reason"), [
+    (http(type="HTTPS"), "the lab does not evaluate health checks of type HTTPS"),
+    (HealthCheckConfig(id="hc-1", type="CLOUDWATCH_METRIC"),
+     "the lab does not evaluate health checks of type CLOUDWATCH_METRIC"),
+    (http(ip_address="192.0.2.10"), "IPAddress 192.0.2.10 is not a loopback address"),
+    (http(ip_address="localhost"), "IPAddress 'localhost' is not an IP address"),
+    (http(ip_address=None), "neither IPAddress nor FullyQualifiedDomainName"),
+    (http(type="TCP", port=None), "TCP health check without Port"),
+    (http(type="HTTP_STR_MATCH"), "without SearchString"),
+])
+def test_checks_the_lab_cannot_evaluate_say_why(config: HealthCheckConfig, reason: str) -> None:
+    found = not_evaluated_reason(config)
+    assert found is not None and reason in found and found.endswith("it counts as healthy")
+    # Not evaluated: healthy, inverted or not, whatever a checker reports.
+    ev = HealthEvaluator([config, dataclasses.replace(config, id="inv", inverted=True)])
+    report(ev, "hc-1", THREE, False)
+    assert ev.statuses() == {"hc-1": True, "inv": True}
+    assert ev.observations("hc-1") == []
+
+
+def test_checks_the_lab_can_evaluate_have_no_reason() -> None:
+    for config in (http(), http(ip_address=None, fqdn="app.example.com"), http(ip_address="::1"),
+                   http(type="TCP"), http(type="HTTP_STR_MATCH", search_string="ok"),
+                   calculated("c", ("a",), 1),
+                   http(type="HTTPS", disabled=True)):  # disabled: its status needs no checker
+        assert not_evaluated_reason(config) is None, config
+    ev = HealthEvaluator([http(type="HTTPS", disabled=True, inverted=True)])
+    assert ev.status("hc-1") is False
 
 
 def test_results_for_unknown_checks_regions_or_calculated_are_ignored() -> None:

@@ -27,8 +27,10 @@ from chaos_dynamo.route53.rules import (
     Change,
     apply_changes,
     change_from_api,
+    constraint_error,
     diff,
     provided_fields,
+    range_error,
     records_equal,
 )
 from tests.route53_cases import (
@@ -116,6 +118,18 @@ def test_validation_errors_are_counted_together() -> None:
     assert info.value.code == "InvalidInput"
     assert info.value.aws_message.startswith("2 validation errors detected: ")
     assert "changes.2.member.resourceRecordSet.tTL" in info.value.aws_message
+
+
+def test_validation_error_helpers_word_errors_as_aws() -> None:
+    """Shared with the health-check rules (one wording for every request-model error)."""
+    assert constraint_error("x", "healthCheckConfig.type", "satisfy enum value set: [A]") == (
+        "Value 'x' at 'healthCheckConfig.type' failed to satisfy constraint: Member must "
+        "satisfy enum value set: [A]")
+    assert range_error(None, "p", 1, 10) == [] and range_error(5, "p", 1, 10) == []
+    assert range_error(11, "p", 1, 10) == [
+        "Value '11' at 'p' failed to satisfy constraint: Member must have value less than or equal to 10"]
+    assert range_error(0, "p", 1, 10) == [
+        "Value '0' at 'p' failed to satisfy constraint: Member must have value greater than or equal to 1"]
 
 
 def test_alias_target_not_checked_without_zone_id() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from chaos_dynamo.errors import AwsError, InvalidChangeBatch, LabError
-from chaos_dynamo.route53.healthchecks import HealthCheckConfig
+from chaos_dynamo.route53.healthchecks import CheckResult, HealthCheckConfig, HealthEvaluator
 from chaos_dynamo.route53.records import RecordKey, RecordSet, ZoneSnapshot
 from chaos_dynamo.route53.rules import Change
 from chaos_dynamo.route53.service import HealthCheckService, Route53Service
@@ -278,3 +278,33 @@ def test_health_check_service_checks_creates_and_merges_updates() -> None:
     checks.refresh()
     assert checks.ids() == set() and configured[-1] == []
     assert checks.reports("hc1") is None
+
+
+def test_status_calls_refuse_calculated_checks_and_disabled_ones_keep_their_results() -> None:
+    """AWS: GetHealthCheckStatus and GetHealthCheckLastFailureReason can't be used for a
+    calculated health check; the lab says where it shows the calculated status."""
+    emulator = FakeChecks()
+    emulator.items["hc1"] = dict(HTTP)
+    emulator.items["calc"] = {"Type": "CALCULATED", "ChildHealthChecks": ["hc1"], "HealthThreshold": 1}
+    evaluator = HealthEvaluator()
+    checks = HealthCheckService(emulator.list, evaluator.configure, evaluator=evaluator)
+    checks.refresh()
+    for failures, operation in ((False, "GetHealthCheckStatus"), (True, "GetHealthCheckLastFailureReason")):
+        with pytest.raises(AwsError) as caught:
+            checks.reports("calc", failures=failures)
+        assert caught.value.code == "InvalidInput"
+        message = caught.value.aws_message
+        assert f"{operation} can't be used for calculated health checks" in message
+        assert "/_chaos_dynamo/route53/health" in message and "calc" in message
+
+    failed = CheckResult(False, "Failure: HTTP Status Code 503, Service Unavailable", 1_700_000_000.0)
+    regions = ["us-east-1", "us-west-1", "us-west-2"]
+    for region in regions * 3:  # FailureThreshold 3 (the default)
+        evaluator.record("hc1", region, failed)
+    assert evaluator.status("hc1") is False
+    emulator.items["hc1"] = {**HTTP, "Disabled": True}
+    checks.refresh()
+    assert evaluator.status("hc1") is True
+    reports = checks.reports("hc1")
+    assert reports is not None and [r.status for r in reports] == [failed.status] * 3
+    assert [r.region for r in reports] == regions
