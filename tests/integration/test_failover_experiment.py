@@ -113,7 +113,6 @@ def test_the_hardened_controller_stays_calm_and_the_run_holds(journals: dict[str
     assert numbers["oscillations"]["oscillations"] == 0
     # The velocity limit: at most a fifth of the pool out in any minute.
     assert numbers["capacity_removed"]["fraction"] <= 0.2 + 1e-9, numbers["capacity_removed"]
-    assert numbers["capacity_at_end"]["fraction"] == 1.0
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -122,7 +121,11 @@ def test_the_journal_shows_the_capacity_timeline(journals: dict[str, dict[str, A
     points = numbers["timeline"]
     assert [p["time"] for p in points] == sorted(p["time"] for p in points)
     assert points[0]["fraction"] == 1.0 and points[0]["role"] == "PRIMARY", points[0]
-    assert points[-1]["fraction"] == 1.0, points[-1]
+    # Full again once the rollout was over: the first probe after the method waited for it.
+    # (The naive controller may take a member out again later, on one slow health check.)
+    settled = _after(journals[kind])["full-capacity-once-things-settle"]
+    assert settled["tolerance_met"] is True and settled["output"]["fraction"] == 1.0, settled
+    assert any(p["fraction"] == 1.0 and p["time"] >= settled["output"]["changed_at"] for p in points), points
     lowest = min(p["fraction"] for p in points)
     assert lowest == numbers["min_capacity"]["fraction"]
     roles = {p["role"] for p in points}
