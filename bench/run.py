@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/run.py                 # everything (about 6 minutes)
+    python bench/run.py                 # everything (about 11 minutes)
     python bench/run.py --quick         # shorter loads, one lab-start run
     python bench/run.py --only dns      # one benchmark (repeat --only for more)
 
@@ -34,6 +34,7 @@ except ImportError:  # run as a script: the repo root is not on sys.path
 from bench import (
     bench_dns,
     bench_explorer,
+    bench_failover,
     bench_lab_start,
     bench_lb,
     bench_lease,
@@ -49,6 +50,7 @@ BENCHMARKS: dict[str, Callable[[bool], common.BenchResult]] = {
     bench_race.NAME: bench_race.run,
     bench_storm.NAME: bench_storm.run,
     bench_lease.NAME: bench_lease.run,
+    bench_failover.NAME: bench_failover.run,
 }
 RESULTS_PATH = common.BENCH_DIR / "results.json"
 
