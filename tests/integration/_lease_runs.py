@@ -22,11 +22,11 @@ from chaos_dynamo.endpoint.probes import endpoint_answer
 from chaos_dynamo.lab.state import LabInfo
 from chaos_dynamo.services import registry, supervisor
 from tests.conftest import BIN, ROOT, control
+from tests.integration._experiments import after as after  # re-exported for the lease tests
+from tests.integration._experiments import defaults, rollback_output
 
 EXPERIMENT = ROOT / "experiments" / "lease-mass-expiry.json"
-DEFAULTS: dict[str, Any] = {name: entry.get("default") if isinstance(entry, dict) else entry
-                            for name, entry in json.loads(EXPERIMENT.read_text())["configuration"].items()}
-"""The experiment's configuration defaults: the documented settings, used as they are."""
+DEFAULTS = defaults(EXPERIMENT)
 
 KINDS = ("naive", "hardened")
 REPORT = "the-live-fraction-timeline-and-every-verdict-for-the-journal"
@@ -106,14 +106,7 @@ def _run(kind: str, info: LabInfo, state_file: Path, workdir: Path) -> dict[str,
 
 def report(journal: dict[str, Any]) -> dict[str, Any]:
     """The rollback probe's output: the timeline, the markers and every verdict."""
-    (run,) = [r for r in journal["rollbacks"] if r["activity"]["name"] == REPORT]
-    assert run["status"] == "succeeded", run
-    return dict(run["output"])
-
-
-def after(journal: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The steady-state probes run after the method, by name."""
-    return {p["activity"]["name"]: p for p in journal["steady_states"]["after"]["probes"]}
+    return rollback_output(journal, REPORT)
 
 
 def action(journal: dict[str, Any], name: str) -> dict[str, Any]:

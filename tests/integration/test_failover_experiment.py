@@ -19,15 +19,14 @@ import pytest
 from chaos_dynamo.lab.state import LabInfo
 from chaos_dynamo.services import registry, supervisor
 from tests.conftest import BIN, ROOT, control
+from tests.integration._experiments import after, defaults, rollback_output
 from tests.integration._failover import clean_up
 from tests.integration._lease_runs import lab_environment
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 EXPERIMENT = ROOT / "experiments" / "failover-flap.json"
-DEFAULTS: dict[str, Any] = {name: entry.get("default") if isinstance(entry, dict) else entry
-                            for name, entry in json.loads(EXPERIMENT.read_text())["configuration"].items()}
-"""The experiment's documented settings, used as they are."""
+DEFAULTS = defaults(EXPERIMENT)
 
 KINDS = ("naive", "hardened")
 REPORT = "the-capacity-timeline-and-every-verdict-for-the-journal"
@@ -76,13 +75,7 @@ def journals(lab_info: LabInfo, lab_state_file: Path,
 
 
 def _report(journal: dict[str, Any]) -> dict[str, Any]:
-    (run,) = [r for r in journal["rollbacks"] if r["activity"]["name"] == REPORT]
-    assert run["status"] == "succeeded", run
-    return dict(run["output"])
-
-
-def _after(journal: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {p["activity"]["name"]: p for p in journal["steady_states"]["after"]["probes"]}
+    return rollback_output(journal, REPORT)
 
 
 def test_the_naive_controller_flaps_and_the_run_deviates(journals: dict[str, dict[str, Any]]) -> None:
@@ -90,7 +83,7 @@ def test_the_naive_controller_flaps_and_the_run_deviates(journals: dict[str, dic
     assert naive["_exit"] == 1, naive["_log"]
     assert naive["deviated"] is True
     assert journals["naive"]["steady_states"]["before"]["steady_state_met"] is True
-    flaps = _after(naive)[FLAPS]
+    flaps = after(naive)[FLAPS]
     assert flaps["tolerance_met"] is False and flaps["output"]["flaps"] > MAX_FLAPS, flaps
     numbers = _report(naive)
     # Every rolled target's first failures take its whole AZ out; the pool empties and the
@@ -105,8 +98,8 @@ def test_the_hardened_controller_stays_calm_and_the_run_holds(journals: dict[str
     hardened = journals["hardened"]
     assert hardened["_exit"] == 0, hardened["_log"]
     assert hardened["deviated"] is False
-    after = _after(hardened)
-    assert after and all(p["tolerance_met"] for p in after.values()), after
+    probes = after(hardened)
+    assert probes and all(p["tolerance_met"] for p in probes.values()), probes
     numbers = _report(hardened)
     assert numbers["flaps"]["flaps"] <= MAX_FLAPS
     assert numbers["min_capacity"]["fraction"] >= FLOOR
@@ -123,7 +116,7 @@ def test_the_journal_shows_the_capacity_timeline(journals: dict[str, dict[str, A
     assert points[0]["fraction"] == 1.0 and points[0]["role"] == "PRIMARY", points[0]
     # Full again once the rollout was over: the first probe after the method waited for it.
     # (The naive controller may take a member out again later, on one slow health check.)
-    settled = _after(journals[kind])["full-capacity-once-things-settle"]
+    settled = after(journals[kind])["full-capacity-once-things-settle"]
     assert settled["tolerance_met"] is True and settled["output"]["fraction"] == 1.0, settled
     assert any(p["fraction"] == 1.0 and p["time"] >= settled["output"]["changed_at"] for p in points), points
     lowest = min(p["fraction"] for p in points)
