@@ -58,7 +58,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import urlparse
 
 from chaos_dynamo.clock import REAL_CLOCK, Clock
@@ -77,7 +77,17 @@ from chaos_dynamo.failover.policy import (
 from chaos_dynamo.lab.state import LabInfo
 from chaos_dynamo.route53.healthchecks import CHECKER_REGIONS, HEALTHY_FRACTION
 from chaos_dynamo.route53.records import AliasTarget, RecordSet, normalize_name
-from chaos_dynamo.services.reference import StopClock, aws_code, retrying, run_main, watch_parent
+from chaos_dynamo.services.reference import (
+    RaisingParser,
+    StopClock,
+    UsageError,
+    aws_code,
+    non_negative_seconds_arg,
+    retrying,
+    run_main,
+    seconds_arg,
+    watch_parent,
+)
 from chaos_dynamo.services.workload import (
     PROMETHEUS_TEXT,
     RouteServer,
@@ -140,15 +150,6 @@ class Options:
 
 # --- command line ----------------------------------------------------------------------------
 
-class _Usage(Exception):
-    """An argparse error, raised instead of exiting (so it can become a ConfigError)."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise _Usage(message)
-
-
 def _number(text: str, *, integer: bool, what: str) -> float:
     try:
         value = int(text) if integer else float(text)
@@ -156,20 +157,6 @@ def _number(text: str, *, integer: bool, what: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    value = _number(text, integer=False, what="a number of seconds")
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a number of seconds > 0")
-    return value
-
-
-def _non_negative_seconds(text: str) -> float:
-    value = _number(text, integer=False, what="a number of seconds")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a number of seconds >= 0")
     return value
 
 
@@ -206,7 +193,7 @@ _KNOBS: tuple[tuple[str, str, Callable[[str], float], str], ...] = (
      "hardened: healthy reads in a row before it is put back (default 5)"),
     ("--max-removed-fraction", "max_removed_fraction", _fraction,
      "hardened: at most this fraction of the pool taken out per --velocity-window (default 0.2)"),
-    ("--velocity-window", "velocity_window", _seconds,
+    ("--velocity-window", "velocity_window", seconds_arg,
      "hardened: seconds of the velocity limit's window (default 60)"),
     ("--min-fraction", "min_fraction", _fraction,
      "hardened: never fewer than this fraction of the pool in service (default 0.6)"),
@@ -218,7 +205,7 @@ _OPTION_OF = {dest: option for option, dest, _, _ in _KNOBS}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = RaisingParser(
         prog="python -m chaos_dynamo.failover.reference", allow_abbrev=False,
         description="A reference failover controller: reads the Route 53 health checks of a "
                     "pool of load balancers and keeps their records in DNS under --controller's "
@@ -237,12 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the pool's load balancers (default: every LB but the standby)")
     parser.add_argument("--standby", default="", metavar="LB",
                         help="the load balancer SECONDARY answers with (default: the last LB)")
-    parser.add_argument("--interval", type=_seconds, default=0.5, metavar="SECONDS",
+    parser.add_argument("--interval", type=seconds_arg, default=0.5, metavar="SECONDS",
                         help="seconds between two reads of the health checks (default 0.5)")
     parser.add_argument("--seed", type=seed_arg, default=0,
                         help="recorded for replay; the controllers draw nothing at random (default 0)")
     metavars: dict[Callable[[str], float], str] = {_whole: "N", _fraction: "FRACTION",
-                                                  _seconds: "SECONDS"}
+                                                  seconds_arg: "SECONDS"}
     for option, dest, kind, text in _KNOBS:
         parser.add_argument(option, dest=dest, type=kind, default=None, metavar=metavars[kind],
                             help=text)
@@ -251,9 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default 127.0.0.1:0, a free port)")
     parser.add_argument("--ready-file", type=Path, default=None, metavar="PATH",
                         help="write {pid, kind, health_url, metrics_url, ...} here once running")
-    parser.add_argument("--duration", type=_non_negative_seconds, default=0.0, metavar="SECONDS",
+    parser.add_argument("--duration", type=non_negative_seconds_arg, default=0.0, metavar="SECONDS",
                         help="stop after this long (default 0: until SIGTERM)")
-    parser.add_argument("--setup-timeout", type=_seconds, default=SETUP_TIMEOUT, metavar="SECONDS",
+    parser.add_argument("--setup-timeout", type=seconds_arg, default=SETUP_TIMEOUT, metavar="SECONDS",
                         help=f"give up setting the topology up after this long (default {SETUP_TIMEOUT:g})")
     return parser
 
@@ -278,7 +265,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser = build_parser()
     try:
         ns = parser.parse_args(argv)
-    except _Usage as exc:
+    except UsageError as exc:
         message = str(exc)
         raise ConfigError(_usage_field(message), re.sub(r"^argument [^:]+: ", "", message),
                           "see `python -m chaos_dynamo.failover.reference --help`") from None

@@ -47,7 +47,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from chaos_dynamo.clock import REAL_CLOCK, Clock
 from chaos_dynamo.errors import ConfigError
@@ -72,10 +72,14 @@ from chaos_dynamo.lease.fleet import (
 from chaos_dynamo.lease.managers import Manager, make_manager
 from chaos_dynamo.lease.ops import Kind
 from chaos_dynamo.services.reference import (
+    RaisingParser,
     StopClock,
+    UsageError,
     check_endpoint,
+    non_negative_seconds_arg,
     retrying,
     run_main,
+    seconds_arg,
     setup_client,
     table_step,
     watch_parent,
@@ -137,15 +141,6 @@ class Options:
 
 # --- command line ------------------------------------------------------------------------
 
-class _Usage(Exception):
-    """An argparse error, raised instead of exiting (so it can become a ConfigError)."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise _Usage(message)
-
-
 def _number(text: str, *, integer: bool, low: float, what: str) -> float:
     try:
         value = int(text) if integer else float(text)
@@ -156,26 +151,12 @@ def _number(text: str, *, integer: bool, low: float, what: str) -> float:
     return value
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a number of seconds > 0")
-    return value
-
-
 def _count(text: str) -> int:
     return int(_number(text, integer=True, low=1, what="a whole number"))
 
 
 def _whole(text: str) -> int:
     return int(_number(text, integer=True, low=0, what="a whole number"))
-
-
-def _non_negative_seconds(text: str) -> float:
-    return _number(text, integer=False, low=0.0, what="a number of seconds")
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -202,7 +183,7 @@ def _manager_arg(text: str) -> tuple[str, float]:
 
 def build_parser() -> argparse.ArgumentParser:
     d = _DEFAULTS
-    parser = _Parser(
+    parser = RaisingParser(
         prog="python -m chaos_dynamo.lease.reference", allow_abbrev=False,
         description="A reference lease fleet: one lease per host in DynamoDB, renewed, and "
                     "re-established under --manager's policy when it expires.",
@@ -217,19 +198,19 @@ def build_parser() -> argparse.ArgumentParser:
                              "rate=4 (hardened); repeatable")
     parser.add_argument("--leases", type=_count, default=d.leases, metavar="N",
                         help=f"leases of the whole fleet, split by --shard (default {d.leases})")
-    parser.add_argument("--renew-every", type=_seconds, default=d.renew_every, metavar="SECONDS",
+    parser.add_argument("--renew-every", type=seconds_arg, default=d.renew_every, metavar="SECONDS",
                         help=f"H: time between renewals of one lease (default {d.renew_every:g})")
-    parser.add_argument("--expiry", type=_seconds, default=d.expiry, metavar="SECONDS",
+    parser.add_argument("--expiry", type=seconds_arg, default=d.expiry, metavar="SECONDS",
                         help=f"E: a renewal writes expires_at = now + E (default {d.expiry:g}; > H)")
-    parser.add_argument("--renew-timeout", type=_seconds, default=d.renew_timeout, metavar="SECONDS",
+    parser.add_argument("--renew-timeout", type=seconds_arg, default=d.renew_timeout, metavar="SECONDS",
                         help=f"client timeout of one renewal (default {d.renew_timeout:g})")
-    parser.add_argument("--renew-retry", type=_seconds, default=d.renew_retry, metavar="SECONDS",
+    parser.add_argument("--renew-retry", type=seconds_arg, default=d.renew_retry, metavar="SECONDS",
                         help=f"retry a failed renewal after this (default {d.renew_retry:g})")
     parser.add_argument("--renew-concurrency", type=_count, default=d.renew_concurrency, metavar="N",
                         help=f"renewals in flight at most (default {d.renew_concurrency})")
     parser.add_argument("--work-reads", type=_whole, default=d.work_reads, metavar="N",
                         help=f"reads of a re-establishment job before its acquire (default {d.work_reads})")
-    parser.add_argument("--job-timeout", type=_seconds, default=d.job_timeout, metavar="SECONDS",
+    parser.add_argument("--job-timeout", type=seconds_arg, default=d.job_timeout, metavar="SECONDS",
                         help=f"deadline of one re-establishment job (default {d.job_timeout:g})")
     parser.add_argument("--table", type=table_arg, default=DEFAULT_TABLE,
                         help=f"lease table, created if missing (default {DEFAULT_TABLE})")
@@ -241,9 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default 127.0.0.1:0, a free port)")
     parser.add_argument("--ready-file", type=Path, default=None, metavar="PATH",
                         help="write {pid, kind, health_url, metrics_url, ...} here once running")
-    parser.add_argument("--duration", type=_non_negative_seconds, default=0.0, metavar="SECONDS",
+    parser.add_argument("--duration", type=non_negative_seconds_arg, default=0.0, metavar="SECONDS",
                         help="stop after this long (default 0: until SIGTERM)")
-    parser.add_argument("--setup-timeout", type=_seconds, default=SETUP_TIMEOUT, metavar="SECONDS",
+    parser.add_argument("--setup-timeout", type=seconds_arg, default=SETUP_TIMEOUT, metavar="SECONDS",
                         help=f"give up setting the table up after this long (default {SETUP_TIMEOUT:g})")
     return parser
 
@@ -280,7 +261,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser = build_parser()
     try:
         ns = parser.parse_args(argv)
-    except _Usage as exc:
+    except UsageError as exc:
         message = str(exc)
         field = _usage_field(message)
         raise ConfigError(field, re.sub(r"^argument [^:]+: ", "", message),
