@@ -10,6 +10,7 @@
     chaos-dynamo run EXPERIMENT         run an experiment on a lab with the real `chaos` CLI and judge it
     chaos-dynamo explore [--design D]   enumerate Planner/Enactor interleavings in memory; find the race
     chaos-dynamo replay TRACE           replay an explored interleaving on a lab, step by step
+    chaos-dynamo verify [PATHS]...      CI gate: run experiments, judge each, write JUnit XML and a summary
 """
 
 from __future__ import annotations
@@ -634,6 +635,57 @@ def replay(trace: str, state_file: str | None, no_restore: bool) -> None:
         _fail(str(exc), EXIT_USAGE)
     except ChaosDynamoError as exc:
         _fail(str(exc))
+    sys.exit(code)
+
+
+# --- verify ----------------------------------------------------------------------------------
+
+@main.command("verify")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--journals", "journals", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("journals"), show_default=True,
+              help="Where each experiment's journal (<stem>.json), chaos output (.log) and lab timeline "
+                   "(.lab.json) go.")
+@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Write JUnit XML here.")
+@click.option("--summary", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a Markdown summary table here (also appended to $GITHUB_STEP_SUMMARY when set).")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="Write the HTML report here.")
+@click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Experiments run at once: any number on labs of their own; on a running lab only "
+                   "experiments with disjoint \"namespaces\" run together.")
+@click.option("--state-file", type=click.Path(dir_okay=False),
+              help="Run on the lab recorded here (default: a running lab in the default state file, "
+                   "else a lab of its own per experiment).")
+@click.option("--seed", type=int, default=None, help="Seed for the labs started by this command.")
+def verify(paths: tuple[Path, ...], journals: Path, junit: Path | None, summary: Path | None,
+           report: Path | None, jobs: int, state_file: str | None, seed: int | None) -> None:
+    """Run experiments (files, or directories of *.json) with the real `chaos` CLI and judge
+    each: a CI gate. Every experiment is checked before anything runs.
+
+    Unlike `chaos run`, an experiment fails when its steady state did not hold before the
+    method, when a method action raised, when the hypothesis deviated (or, for
+    "expect": "deviate", did not deviate on the named probes), and when the rollbacks did
+    not restore service. Without PATHS: experiments/.
+
+    \b
+    Exit codes:
+      0    every experiment met its expectation
+      1    at least one did not
+      2    bad input or usage; nothing ran
+      3    infrastructure error (lab did not start, chaos missing or crashed,
+           a report not written) and no experiment failed
+      130  interrupted (Ctrl-C/SIGTERM): running experiments rolled back,
+           reports cover what ran
+    """
+    from chaos_dynamo.verify.command import EXIT_INFRA, Outputs, run_verify
+
+    try:
+        code = run_verify(paths, journals=journals, outputs=Outputs(junit, summary, report), jobs=jobs,
+                          state_file=state_file, seed=seed)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except LabError as exc:
+        _fail(str(exc), EXIT_INFRA)
     sys.exit(code)
 
 

@@ -1,99 +1,127 @@
-"""Run one experiment on a lab with the real ``chaos`` CLI, and judge the journal.
+"""Run experiments on a lab with the real ``chaos`` CLI, and judge their journals.
+
+This is the one execution path of ``chaos-dynamo run`` and ``chaos-dynamo verify``:
+:func:`execute` runs ``chaos run`` for each experiment (several at once when the caller
+allows), checks the lab afterwards and restores what the rollbacks did not (the safety
+net), judges each journal (:mod:`chaos_dynamo.verify.verdict`) and writes each run's lab
+timeline next to its journal (``<journal>.lab.json``).
 
 ``chaos run`` exits 0 when the steady state fails before the method, or when a method action
-raises; so this runner reads the journal itself and checks the experiment did what it
-declares. An experiment declares its purpose in its ``extensions``::
+raises; so the journal is read and the experiment checked against what it declares in its
+``extensions``::
 
     "extensions": [{"name": "chaos-dynamo", "expect": "deviate"}]
 
 ``deviate``: the fault must break the hypothesis (a reproduction) and the rollbacks must put
 service back. ``hold`` (the default): the hypothesis must hold throughout.
 
-Whatever happens, including Ctrl-C, the runner finishes by checking the endpoint and, if it
-is still broken, restoring it itself, and says so. After an interrupted run it also stops the
-services (``chaos-dynamo service``) the run started and left running.
+Whatever happens, including Ctrl-C, the run finishes by checking the endpoint and, if it is
+still broken, restoring it, and says so. After an interrupted run it also stops the services
+(``chaos-dynamo service``) the run started and left running.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import click
 
-from chaos_dynamo.clock import REAL_CLOCK
-from chaos_dynamo.errors import ConfigError, LabError
+from chaos_dynamo.clock import REAL_CLOCK, wait_until
+from chaos_dynamo.errors import LabError
 from chaos_dynamo.lab.state import LabInfo, read_state, remove_state, state_path, write_state
+from chaos_dynamo.verify.experiments import (
+    EXPECTATIONS,
+    expectation,
+    load_experiment,
+    must_deviate_on,
+)
+from chaos_dynamo.verify.verdict import Safety, Verdict, clip, judge
 
-EXPECTATIONS = ("deviate", "hold")
+__all__ = [
+    "EXPECTATIONS", "Interrupt", "Interrupted", "Planned", "RunResult", "Safety", "Verdict", "execute",
+    "expectation", "judge", "lab_for_run", "load_experiment", "must_deviate_on", "own_lab",
+    "run_experiment", "running_lab", "signals_to",
+]
 
-
-@dataclass
-class Verdict:
-    ok: bool
-    headline: str
-    lines: list[str] = field(default_factory=list)
-
-
-def load_experiment(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ConfigError(str(path), f"is not valid JSON ({exc})", "fix the syntax") from None
-    if not isinstance(data, dict) or "method" not in data:
-        raise ConfigError(str(path), "is not a Chaos Toolkit experiment (no \"method\")",
-                          "see experiments/ for examples")
-    return data
+ROLLBACK_GRACE = 120.0
+"""Seconds chaos gets to run its rollbacks after the one SIGINT passed on to it."""
 
 
-def expectation(experiment: dict[str, Any]) -> str:
-    """The experiment's declared purpose: ``deviate`` or ``hold``."""
-    for ext in experiment.get("extensions", []) or []:
-        if isinstance(ext, dict) and ext.get("name") == "chaos-dynamo" and "expect" in ext:
-            value = ext["expect"]
-            if value not in EXPECTATIONS:
-                raise ConfigError("extensions[chaos-dynamo].expect", f"{value!r} is not known",
-                                  f"use one of {list(EXPECTATIONS)}")
-            return str(value)
-    return "hold"
+class Interrupt:
+    """Ctrl-C or SIGTERM as the runs in progress see it.
 
-
-def must_deviate_on(experiment: dict[str, Any]) -> list[str]:
-    """Names of the probes a reproduction must deviate on (``"deviates"`` in the extension).
-
-    Without it, any deviating probe counts; with it, a deviation for another reason (say a
-    slow round trip) is not mistaken for the outage the experiment is about.
+    The first asks them to stop: each ``chaos`` gets exactly one SIGINT and runs its
+    rollbacks (a second SIGINT could cut them short), and nothing new starts. The second
+    stops them now.
     """
-    for ext in experiment.get("extensions", []) or []:
-        if isinstance(ext, dict) and ext.get("name") == "chaos-dynamo" and "deviates" in ext:
-            value = ext["deviates"]
-            if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-                raise ConfigError("extensions[chaos-dynamo].deviates", f"{value!r} is not a list of probe names",
-                                  "list the steady-state probes that must fail, e.g. [\"endpoint-resolves\"]")
-            return list(value)
-    return []
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self.forced = threading.Event()
+
+    def signal(self) -> None:
+        (self.forced if self.requested.is_set() else self.requested).set()
+
+
+class Interrupted(Exception):
+    """The run was interrupted before its experiment started."""
+
+
+@contextmanager
+def signals_to(interrupt: Interrupt, on_signal: Callable[[Interrupt], None] | None = None) -> Iterator[None]:
+    """Turn SIGINT and SIGTERM into ``interrupt.signal()`` while the block runs (in the main
+    thread only: Python runs signal handlers there; elsewhere this does nothing)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        interrupt.signal()
+        if on_signal is not None:
+            on_signal(interrupt)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
+
+
+# --- labs ------------------------------------------------------------------------------------
+
+def running_lab(state_file: str | Path | None) -> LabInfo | None:
+    """The lab recorded in the state file if it answers, else None.
+
+    Raises:
+        LabError: ``state_file`` was given explicitly and names no running lab.
+    """
+    from chaos_dynamo.endpoint._lab import fetch_info
+
+    try:
+        return fetch_info(read_state(state_path(state_file)).api_url)
+    except LabError:
+        if state_file:
+            raise
+        return None
 
 
 @contextmanager
 def lab_for_run(state_file: str | None, seed: int | None) -> Iterator[tuple[LabInfo, bool]]:
     """The running lab (from the state file), or a lab started in-process for this run."""
     path = state_path(state_file)
-    running: LabInfo | None = None
-    try:
-        from chaos_dynamo.endpoint._lab import fetch_info
-
-        running = fetch_info(read_state(path).api_url)
-    except LabError:
-        if state_file:
-            raise
+    running = running_lab(state_file)
     if running is not None:
         yield running, False
         return
@@ -114,34 +142,236 @@ def lab_for_run(state_file: str | None, seed: int | None) -> Iterator[tuple[LabI
         remove_state(path, pid=info.pid)
 
 
+@contextmanager
+def own_lab(state: Path, seed: int | None, interrupt: Interrupt, timeout: float = 120.0) -> Iterator[LabInfo]:
+    """A lab in a process of its own (``chaos-dynamo lab up --state-file STATE``).
+
+    Its own process means its own emulator (moto keeps its state per process, so two labs
+    in one process would share zones and tables), its own free ports, and its own state
+    file, next to which the services an experiment starts are recorded, and stopped with
+    the lab. Its output goes to ``STATE`` with the suffix ``.log``.
+
+    Raises:
+        LabError: the lab did not start.
+        Interrupted: Ctrl-C came while it was starting.
+    """
+    state.parent.mkdir(parents=True, exist_ok=True)
+    remove_state(state)
+    log_path = state.with_suffix(".log")
+    command = [sys.executable, "-m", "chaos_dynamo.cli", "lab", "up", "--state-file", str(state)]
+    command += ["--seed", str(seed)] if seed is not None else []
+    with open(log_path, "wb") as log:
+        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+
+    def ready() -> bool:
+        try:
+            return read_state(state).pid == child.pid
+        except LabError:
+            return False
+
+    try:
+        wait_until(lambda: ready() or child.poll() is not None or interrupt.requested.is_set(),
+                   timeout=timeout, interval=0.05)
+        if interrupt.requested.is_set():
+            raise Interrupted("interrupted while the lab was starting")
+        if not ready():
+            tail = log_path.read_text(errors="replace").strip()[-1500:]
+            raise LabError(f"the lab did not start (see {log_path}): {tail or 'no output'}")
+        yield read_state(state)
+    finally:
+        _stop_child(child)
+        remove_state(state, pid=child.pid)
+
+
+def _stop_child(child: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (the lab stops its services, then itself), SIGKILL if it does not exit."""
+    if child.poll() is None:
+        child.terminate()
+    try:
+        child.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+
+
+# --- the execution path ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Planned:
+    """An experiment ready to run: where it is, what it expects, where its journal goes."""
+
+    path: Path
+    journal: Path
+    expect: str
+    title: str = ""
+
+    @property
+    def log(self) -> Path:
+        return self.journal.with_suffix(".log")
+
+    @property
+    def lab_timeline(self) -> Path:
+        return self.journal.with_suffix(".lab.json")
+
+
+@dataclass
+class RunResult:
+    """One experiment's run: the verdict and where its records are."""
+
+    planned: Planned
+    verdict: Verdict
+    chaos_exit: int
+    interrupted: bool
+    lab_timeline: Path | None
+    started: float  # wall clock, when chaos started
+    duration: float  # seconds, from chaos's start to the verdict
+
+
+@dataclass
+class _ChaosRun:
+    exit: int
+    interrupted: bool
+    started: float
+    monotonic: float
+
+
+def execute(planned: Sequence[Planned], info: LabInfo, state: Path, *, interrupt: Interrupt,
+            chaos_to_log: bool = False, announce: Callable[[str], None] | None = None,
+            stop_services: bool = False) -> list[RunResult]:
+    """Run the experiments at the same time on the lab ``info`` (state file ``state``), then
+    check the lab once, restore it if it must, and judge each journal.
+
+    Args:
+        planned: the experiments; more than one run side by side (the caller makes sure
+            they do not touch the same parts of the lab).
+        interrupt: Ctrl-C / SIGTERM (see :class:`Interrupt`).
+        chaos_to_log: send chaos's console output to the run's ``.log`` file instead of
+            the terminal (the log file otherwise holds chaos's own log).
+        announce: called with the chaos command line before each run.
+        stop_services: also stop the services the runs started when they were not
+            interrupted (for a lab about to stop).
+    """
+    before = _services_marks(state)
+    runs = _in_parallel([partial(_run_one, p, info, state, interrupt, chaos_to_log, announce) for p in planned])
+    notes = []
+    if stop_services or any(r.interrupted for r in runs):
+        notes = _stop_services_started(state, before)
+    safety = ensure_restored(info)
+    results = []
+    for p, run in zip(planned, runs, strict=True):
+        verdict = judge(p.journal, p.expect, run.exit, safety, run.interrupted)
+        verdict.lines[-1:-1] = notes  # the last line is the safety net's
+        sidecar, problem = _collect_lab_timeline(info, run.started, p.lab_timeline)
+        if problem:
+            verdict.lines.append(problem)
+        results.append(RunResult(p, verdict, run.exit, run.interrupted, sidecar, run.started,
+                                 REAL_CLOCK.monotonic() - run.monotonic))
+    return results
+
+
+def _in_parallel(calls: Sequence[Callable[[], _ChaosRun]]) -> list[_ChaosRun]:
+    """Each call's result, the calls made in threads of their own when there are several."""
+    if len(calls) == 1:
+        return [calls[0]()]
+    with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="chaos") as pool:
+        return list(pool.map(lambda call: call(), calls))
+
+
+def _run_one(p: Planned, info: LabInfo, state: Path, interrupt: Interrupt, chaos_to_log: bool,
+             announce: Callable[[str], None] | None) -> _ChaosRun:
+    """``chaos run`` of one experiment; its journal (and log, lab timeline) written fresh."""
+    p.journal.parent.mkdir(parents=True, exist_ok=True)
+    for stale in (p.journal, p.lab_timeline, p.log):
+        stale.unlink(missing_ok=True)
+    env = os.environ | info.env() | {"CHAOS_DYNAMO_STATE": str(state)}
+    logging = ["--no-log-file"] if chaos_to_log else ["--log-file", str(p.log)]
+    command = chaos_command() + ["--no-version-check", *logging, "run", "--journal-path", str(p.journal),
+                                 str(p.path)]
+    if announce is not None:
+        announce(f"$ {' '.join(command[-4:])}")
+    started, mono = REAL_CLOCK.now(), REAL_CLOCK.monotonic()
+    if interrupt.requested.is_set():
+        return _ChaosRun(130, True, started, mono)
+    try:
+        if chaos_to_log:
+            with open(p.log, "wb") as out:
+                code, interrupted = run_chaos(command, env, interrupt, out)
+        else:
+            code, interrupted = run_chaos(command, env, interrupt)
+    except OSError as exc:  # the chaos CLI is missing or cannot run: no journal, an error
+        p.log.write_text(f"could not run {command[0]}: {exc}\n", encoding="utf-8")
+        return _ChaosRun(127, False, started, mono)
+    return _ChaosRun(code, interrupted, started, mono)
+
+
 def chaos_command() -> list[str]:
     """The `chaos` CLI of this environment."""
     script = Path(sys.executable).with_name("chaos")
     return [str(script)] if script.exists() else [sys.executable, "-m", "chaostoolkit"]
 
 
+def run_chaos(command: list[str], env: dict[str, str], interrupt: Interrupt,
+              output: IO[bytes] | None = None) -> tuple[int, bool]:
+    """Run `chaos`; when interrupted let it finish its rollbacks. Returns (exit, interrupted).
+
+    `chaos` runs in its own session, so a terminal's Ctrl-C reaches only this process, which
+    passes exactly one SIGINT on when ``interrupt`` is requested, and kills chaos only when it
+    is forced (a second Ctrl-C) or the rollbacks take longer than :data:`ROLLBACK_GRACE`.
+    """
+    process = subprocess.Popen(command, env=env, start_new_session=True, stdout=output,
+                               stderr=subprocess.STDOUT if output is not None else None)
+    while not interrupt.requested.is_set():
+        try:
+            return process.wait(timeout=0.1), False
+        except subprocess.TimeoutExpired:
+            continue
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+    deadline = REAL_CLOCK.monotonic() + ROLLBACK_GRACE
+    while not interrupt.forced.is_set() and REAL_CLOCK.monotonic() < deadline:
+        try:
+            return process.wait(timeout=0.1), True
+        except subprocess.TimeoutExpired:
+            continue
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+    return 130, True
+
+
+def _collect_lab_timeline(info: LabInfo, since: float, path: Path) -> tuple[Path | None, str]:
+    """Write the run's lab timeline next to its journal (for ``chaos-dynamo report``).
+
+    A failure to collect it is reported in one verdict line and never fails the verdict.
+    """
+    try:
+        from chaos_dynamo.report.collect import write_lab_timeline
+
+        written: Path = write_lab_timeline(info, since=since, until=REAL_CLOCK.now(), path=path)
+        return written, ""
+    except Exception as exc:  # noqa: BLE001 - the verdict stands without the timeline
+        return None, f"lab timeline not collected: {type(exc).__name__}: {exc}"
+
+
+# --- chaos-dynamo run ------------------------------------------------------------------------
+
 def run_experiment(experiment_path: Path, journal: Path | None = None, state_file: str | None = None,
                    seed: int | None = None) -> int:
+    """``chaos-dynamo run``: one experiment, chaos's output on the terminal, the verdict and the
+    timeline printed; 0 when the experiment did what it declares, else 1."""
     experiment = load_experiment(experiment_path)
     expect = expectation(experiment)
     must_deviate_on(experiment)  # checked before any lab starts
-    journal = journal or Path("journals") / f"{experiment_path.stem}.json"
-    journal.parent.mkdir(parents=True, exist_ok=True)
-    if journal.exists():
-        journal.unlink()
-    with lab_for_run(state_file, seed) as (info, _started):
-        env = os.environ | info.env() | {"CHAOS_DYNAMO_STATE": str(state_path(state_file))}
-        run_started = REAL_CLOCK.now()
-        services_before = _services_marks(state_file)
-        command = chaos_command() + ["--no-version-check", "--log-file", str(journal.with_suffix(".log")),
-                                     "run", "--journal-path", str(journal), str(experiment_path)]
-        click.echo(f"$ {' '.join(command[-4:])}")
-        chaos_exit, interrupted = _run_chaos(command, env)
-        if interrupted:
-            _stop_services_started(state_file, services_before)
-        safety = _ensure_restored(info)
-        verdict = judge(journal, expect, chaos_exit, safety, interrupted)
-        timeline = _timeline(info, run_started)
+    planned = Planned(experiment_path, journal or Path("journals") / f"{experiment_path.stem}.json", expect,
+                      str(experiment.get("title", "")))
+    interrupt = Interrupt()
+    with lab_for_run(state_file, seed) as (info, started):
+        with signals_to(interrupt):
+            (result,) = execute([planned], info, state_path(state_file), interrupt=interrupt,
+                                announce=click.echo, stop_services=started)
+        timeline = _timeline(info, result.started)
+    verdict = result.verdict
     click.echo("")
     for line in verdict.lines:
         click.echo(f"  {line}")
@@ -151,67 +381,30 @@ def run_experiment(experiment_path: Path, journal: Path | None = None, state_fil
         for line in timeline:
             click.echo(f"    {line}")
     click.secho(f"verdict: {verdict.headline}", fg="green" if verdict.ok else "red", bold=True)
-    click.echo(f"journal: {journal}")
+    click.echo(f"journal: {planned.journal}")
     return 0 if verdict.ok else 1
 
 
-def _run_chaos(command: list[str], env: dict[str, str]) -> tuple[int, bool]:
-    """Run `chaos`; on Ctrl-C or SIGTERM let it finish its rollbacks before returning.
+# --- the safety net --------------------------------------------------------------------------
 
-    `chaos` runs in its own session, so a terminal's Ctrl-C reaches only this process, which
-    passes exactly one SIGINT on (a second one could cut the rollbacks short).
-    """
-    process = subprocess.Popen(command, env=env, start_new_session=True)
-
-    def forward_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, forward_term)
-    try:
-        return process.wait(), False
-    except KeyboardInterrupt:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-        try:
-            return process.wait(timeout=120), True
-        except (subprocess.TimeoutExpired, KeyboardInterrupt):
-            process.kill()
-            process.wait()
-            return 130, True
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _services_marks(state_file: str | None) -> frozenset[tuple[str, float]]:
+def _services_marks(state: Path) -> frozenset[tuple[str, float]]:
     from chaos_dynamo.services import supervisor
 
-    return supervisor.marks(state_path(state_file))
+    return supervisor.marks(state)
 
 
-def _stop_services_started(state_file: str | None, before: frozenset[tuple[str, float]]) -> None:
-    """After an interrupted run: stop the services it started that its control did not stop."""
+def _stop_services_started(state: Path, before: frozenset[tuple[str, float]]) -> list[str]:
+    """Stop the services started since ``before`` that the run's own control did not stop."""
     from chaos_dynamo.services import supervisor
 
     try:
-        for result in supervisor.stop_started_since(before, state_path(state_file)):
-            click.echo(f"safety net: stopped service {result['service']} started during the run "
-                       f"(pids {result['pids']})")
+        return [f"safety net: stopped service {result['service']} started during the run (pids {result['pids']})"
+                for result in supervisor.stop_started_since(before, state)]
     except Exception as exc:  # noqa: BLE001 - reported, the lab restore still runs
-        click.echo(f"safety net: could not stop the run's services: {type(exc).__name__}: {exc}", err=True)
+        return [f"safety net: could not stop the run's services: {type(exc).__name__}: {exc}"]
 
 
-@dataclass
-class Safety:
-    """The endpoints as the runner found them after the run."""
-
-    healthy_endpoints: int
-    roundtrip: bool
-    restored_by_runner: bool
-    error: str = ""
-    restored: list[str] = field(default_factory=list)
-
-
-def _ensure_restored(info: LabInfo) -> Safety:
+def ensure_restored(info: LabInfo) -> Safety:
     """Check every endpoint after the run; restore what the experiment's rollbacks did not.
 
     Load-balancer faults are cleared too, and a control plane left stuck (an Enactor gave up
@@ -268,105 +461,6 @@ def _control_plane_needs_operator(config: dict[str, Any]) -> str:
         return "the stuck control plane"
     return ""
 
-
-def _probe_lines(probes: list[dict[str, Any]]) -> list[str]:
-    out = []
-    for run in probes:
-        activity = run.get("activity", {})
-        name = activity.get("name", "?")
-        met = run.get("tolerance_met")
-        tolerance = json.dumps(activity.get("tolerance"))
-        status = "ok" if met else ("FAILED" if met is False else run.get("status", "?"))
-        output = run.get("output") if "output" in run else run.get("exception", [""])[-1:]
-        out.append(f"{name}: {json.dumps(output, default=str)} (tolerance {tolerance}) {status}")
-    return out
-
-
-def judge(journal_path: Path, expect: str, chaos_exit: int, safety: Safety, interrupted: bool) -> Verdict:
-    """Read the journal and decide whether the experiment did what it declares."""
-    lines: list[str] = []
-    if interrupted:
-        lines.append("the run was interrupted (Ctrl-C)")
-    try:
-        journal = json.loads(journal_path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError) as exc:
-        return Verdict(False, f"FAILED: no journal from chaos ({exc}); chaos exited {chaos_exit}",
-                       lines + _safety_lines(safety))
-    steady = journal.get("steady_states") or {}
-    before = steady.get("before") or {}
-    after = steady.get("after") or {}
-    method = [r for r in journal.get("run", []) if r.get("activity", {}).get("type") == "action"]
-    rollbacks = journal.get("rollbacks", [])
-    lines.append(f"experiment: {journal.get('experiment', {}).get('title', '?')}  "
-                 f"(chaos status {journal.get('status')!r}, exit {chaos_exit}; expected to {expect})")
-    before_met = before.get("steady_state_met")
-    lines.append(f"steady state before: {'met' if before_met else 'NOT met'}")
-    lines += [f"  {x}" for x in _probe_lines(before.get("probes", []))]
-    actions_ok = all(r.get("status") == "succeeded" for r in method)
-    for r in method:
-        lines.append(f"method: {r['activity'].get('name')} {r.get('status')}"
-                     + (f": {_clip(json.dumps(r.get('output'), default=str))}" if r.get("status") == "succeeded"
-                        else f": {''.join(r.get('exception', []))[-300:].strip()}"))
-    after_met = after.get("steady_state_met")
-    if after:
-        lines.append(f"steady state after: {'met' if after_met else 'NOT met (deviated)'}")
-        lines += [f"  {x}" for x in _probe_lines(after.get("probes", []))]
-    rollbacks_ok = all(r.get("status") == "succeeded" for r in rollbacks)
-    for r in rollbacks:
-        lines.append(f"rollback: {r['activity'].get('name')} {r.get('status')}")
-    lines += _safety_lines(safety)
-    restored = safety.roundtrip and not safety.restored_by_runner and not safety.error
-    status = journal.get("status")
-
-    if interrupted or status == "interrupted":
-        return Verdict(False, "INTERRUPTED: the run did not finish"
-                       + ("; the endpoint is restored" if safety.roundtrip else ""), lines)
-    if not before_met:
-        return Verdict(False, "FAILED: the steady state did not hold before the method, so nothing "
-                       "was tested (is the lab healthy?)", lines)
-    if not actions_ok:
-        return Verdict(False, "FAILED: a method action raised; see the journal", lines)
-    if status in ("failed", "aborted"):
-        return Verdict(False, f"FAILED: chaos ended the run with status {status!r}; see the journal", lines)
-    if not after:
-        return Verdict(False, "FAILED: the steady state was not checked after the method", lines)
-    if expect == "deviate":
-        if not method:
-            return Verdict(False, "FAILED: the experiment declares a reproduction but its method "
-                           "has no action", lines)
-        if after_met is not False:
-            return Verdict(False, "NOT REPRODUCED: the hypothesis still held after the fault", lines)
-        failed = [p.get("activity", {}).get("name") for p in after.get("probes", [])
-                  if p.get("tolerance_met") is False]
-        wanted = must_deviate_on(journal.get("experiment", {}))
-        if wanted and not set(failed) & set(wanted):
-            return Verdict(False, f"NOT REPRODUCED: the hypothesis deviated on {failed}, not on "
-                           f"{wanted} as the experiment intends", lines)
-        if not (rollbacks_ok and restored):
-            return Verdict(False, "FAILED: the outage was reproduced, but the rollback did not "
-                           "restore service", lines)
-        return Verdict(True, f"REPRODUCED: the hypothesis deviated on {', '.join(map(str, failed))} as "
-                       "the fault intended, and the rollback restored service", lines)
-    if after_met is not True or journal.get("deviated"):
-        return Verdict(False, "DEVIATED: the hypothesis did not hold", lines)
-    if not (rollbacks_ok and restored):
-        return Verdict(False, "FAILED: service was not restored after the run", lines)
-    return Verdict(True, "HELD: the hypothesis held and service is healthy", lines)
-
-
-def _clip(text: str, limit: int = 400) -> str:
-    """An activity's output for one line of the verdict: the journal has all of it."""
-    return text if len(text) <= limit else text[:limit - 4] + " ..."
-
-
-def _safety_lines(safety: Safety) -> list[str]:
-    if safety.error:
-        return [f"endpoint check after the run failed: {safety.error}"]
-    if safety.restored_by_runner:
-        return [f"after the run {safety.restored} did not resolve or answer; chaos-dynamo's safety net "
-                f"restored them (the experiment's rollback did not): "
-                f"{'ok' if safety.roundtrip else 'FAILED'}"]
-    return [f"after the run: {safety.healthy_endpoints} endpoint(s) resolve and answer DynamoDB"]
 
 
 def _timeline(info: LabInfo, since: float) -> list[str]:
@@ -434,7 +528,7 @@ def _control_events(info: LabInfo, since: float, name: str) -> list[tuple[float,
             what = str(refused.get("error") or refused.get("detail", "")).replace(
                 " in ChangeResourceRecordSets", "")
             events.append((float(refused["time"]), f"Route 53  refused {refused['actor']}'s plan "
-                                                   f"{refused.get('generation')} ({times}x): {_clip(what, 200)}"))
+                                                   f"{refused.get('generation')} ({times}x): {clip(what, 200)}"))
             refused = None
         if h.get("action") == "commit" and h.get("outcome") == "fail" and h.get("error") \
                 and str(h.get("endpoint", "")).rstrip(".") + "." == name:

@@ -1,0 +1,82 @@
+"""Ctrl-C as the runner handles it, with real processes: chaos gets exactly one SIGINT and
+the time to roll back; a second Ctrl-C kills it; signals become an Interrupt, not an exception."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from chaos_dynamo.clock import wait_until
+from chaos_dynamo.runner import Interrupt, run_chaos, signals_to
+
+# A stand-in for `chaos run`: counts SIGINTs, and after the first "rolls back" for a moment
+# (more SIGINTs would be counted meanwhile), then exits 5. With IGNORE it never exits.
+CHILD = """
+import signal, sys, time, pathlib
+out = pathlib.Path(sys.argv[1])
+count = 0
+def on_int(signum, frame):
+    global count
+    count += 1
+signal.signal(signal.SIGINT, signal.SIG_IGN if sys.argv[2] == "IGNORE" else on_int)
+out.write_text("ready")
+while count == 0:
+    time.sleep(0.01)
+time.sleep(0.3)
+out.write_text(str(count))
+sys.exit(5)
+"""
+
+
+def start(tmp_path: Path, mode: str, interrupt: Interrupt) -> tuple[Path, list[tuple[int, bool]], threading.Thread]:
+    marker = tmp_path / "marker"
+    results: list[tuple[int, bool]] = []
+    thread = threading.Thread(target=lambda: results.append(
+        run_chaos([sys.executable, "-c", CHILD, str(marker), mode], dict(os.environ), interrupt)))
+    thread.start()
+    assert wait_until(lambda: marker.exists(), timeout=30, interval=0.01)
+    return marker, results, thread
+
+
+def test_one_interrupt_passes_exactly_one_sigint_and_waits_for_the_rollback(tmp_path: Path) -> None:
+    interrupt = Interrupt()
+    marker, results, thread = start(tmp_path, "COUNT", interrupt)
+    interrupt.signal()
+    thread.join(timeout=30)
+    assert results == [(5, True)]
+    assert marker.read_text() == "1", "one SIGINT, however long the rollback takes"
+
+
+def test_a_second_interrupt_kills_a_run_that_does_not_stop(tmp_path: Path) -> None:
+    interrupt = Interrupt()
+    _, results, thread = start(tmp_path, "IGNORE", interrupt)
+    interrupt.signal()
+    assert not interrupt.forced.is_set()
+    interrupt.signal()
+    thread.join(timeout=30)
+    assert results == [(130, True)]
+
+
+def test_a_run_that_ends_by_itself_is_not_interrupted(tmp_path: Path) -> None:
+    code = run_chaos([sys.executable, "-c", "import sys; sys.exit(3)"], dict(os.environ), Interrupt())
+    assert code == (3, False)
+
+
+def test_signals_become_an_interrupt_while_the_block_runs() -> None:
+    interrupt = Interrupt()
+    seen: list[bool] = []
+    with signals_to(interrupt, lambda i: seen.append(i.forced.is_set())):
+        os.kill(os.getpid(), signal.SIGINT)
+        assert wait_until(interrupt.requested.is_set, timeout=5, interval=0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert wait_until(interrupt.forced.is_set, timeout=5, interval=0.01)
+    assert seen == [False, True]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "the handler is put back"
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        wait_until(lambda: False, timeout=5, interval=0.01)
