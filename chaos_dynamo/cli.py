@@ -11,6 +11,7 @@
     chaos-dynamo explore [--design D]   enumerate Planner/Enactor interleavings in memory; find the race
     chaos-dynamo replay TRACE           replay an explored interleaving on a lab, step by step
     chaos-dynamo verify [PATHS]...      CI gate: run experiments, judge each, write JUnit XML and a summary
+    chaos-dynamo report JOURNAL... -o F one static HTML page: verdict table and timelines, fault windows shaded
 """
 
 from __future__ import annotations
@@ -687,6 +688,32 @@ def verify(paths: tuple[Path, ...], journals: Path, junit: Path | None, summary:
     except LabError as exc:
         _fail(str(exc), EXIT_INFRA)
     sys.exit(code)
+
+
+# --- report ----------------------------------------------------------------------------------
+
+@main.command("report")
+@click.argument("journals", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The HTML file to write (replaced atomically).")
+@click.option("--title", default=None, help="The page's title (default: chaos-dynamo resilience report).")
+def report(journals: tuple[Path, ...], out: Path, title: str | None) -> None:
+    """Write one static HTML report of JOURNAL(s): a verdict table, then per experiment its
+    timelines with the fault windows shaded (docs/report.md).
+
+    Reads each journal's lab timeline (<journal>.lab.json) and chaos log (<journal>.log) when
+    present. The page loads nothing from the network. Exits 2, writing nothing, when a
+    JOURNAL is not a chaos journal.
+    """
+    from chaos_dynamo.report.html import write_report
+
+    try:
+        written = write_report(list(journals), out, title=title)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except OSError as exc:
+        _fail(f"{out}: cannot write the report ({exc}); give a writable path", EXIT_USAGE)
+    click.echo(f"report: {written} ({len(journals)} journal(s))")
 
 
 if __name__ == "__main__":
