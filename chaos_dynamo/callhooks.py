@@ -1,11 +1,14 @@
 """Write the call log (:mod:`chaos_dynamo.calllog`) from botocore's own event hooks.
 
-Every botocore client created after :func:`install` gets five handlers, all reading and
-writing one object kept in botocore's per-call ``context`` dict (the same dict travels
-through every event of one logical call, so many threads sharing a client, and a call made
-from inside another call's handler, never mix their attempts up):
+Every botocore client created after :func:`install` is described once, when it is made
+(-> ``client`` event: service, region, endpoint, the retry mode and attempts botocore
+resolved, the timeouts and whether the application set them, and the line of application
+code that made it), and gets five handlers, all reading and writing one object kept in
+botocore's per-call ``context`` dict (the same dict travels through every event of one
+logical call, so many threads sharing a client, and a call made from inside another call's
+handler, never mix their attempts up):
 
-- ``before-call`` (first): a logical call begins -> ``call`` event;
+- ``before-call`` (first): a logical call begins -> ``call`` event (naming its client);
 - ``before-send`` (last, so after adaptive mode's rate limiter has let the request go):
   once per attempt, before the HTTP send and so before the name is resolved -> ``attempt``;
 - ``response-received`` (first): once per attempt, with the response or the exception,
@@ -136,18 +139,31 @@ class _Hooks:
             except Exception:  # stderr itself is gone: nothing left to tell
                 pass
 
-    # --- the handlers' bodies; the caller catches everything -------------------------------
-    def call(self, context: dict[str, Any], operation: str, api: str, request: Any = None) -> None:
-        pid = os.getpid()
-        state = _CallState(f"{pid}-{self._count('calls')}")
-        context[_KEY] = state
+    def _service(self) -> str:
         service = self.service
         if service is None:
             from chaos_dynamo.calllog import service_name
 
             service = self.service = service_name()
+        return service
+
+    # --- the handlers' bodies; the caller catches everything -------------------------------
+    def client(self, client: Any, caller: Any) -> None:
+        """Hook a client botocore just made and describe it (``caller``: the frame that made it)."""
+        pid = os.getpid()
+        client_id = f"{pid}-c{self._count('clients')}"
+        _register(client.meta.events, client_id)
+        self._emit({"e": "client", "id": client_id, "t": self._time(), "pid": pid, "svc": self._service(),
+                    **describe_client(client, caller)})
+
+    def call(self, context: dict[str, Any], operation: str, api: str, request: Any = None,
+             client_id: str = "") -> None:
+        pid = os.getpid()
+        state = _CallState(f"{pid}-{self._count('calls')}")
+        context[_KEY] = state
         self._emit({"e": "call", "id": state.id, "t": self._time(), "op": operation, "api": api,
-                    "svc": service, "pid": pid, "th": threading.get_ident(), "key": _request_key(request)})
+                    "svc": self._service(), "pid": pid, "th": threading.get_ident(),
+                    "key": _request_key(request), "client": client_id})
 
     def attempt(self, context: dict[str, Any]) -> None:
         state = context.get(_KEY)
@@ -200,6 +216,85 @@ class _Hooks:
 
             now = self.now = REAL_CLOCK.now
         return now()
+
+
+# --- what a client is: read once, when botocore has made it ------------------------------
+_SDK_DIRS = tuple(f"{os.sep}{name}{os.sep}" for name in ("botocore", "boto3", "aiobotocore", "aioboto3"))
+DEFAULT_TIMEOUT = 60.0
+"""botocore's connect and read timeout when the application sets none (botocore.endpoint)."""
+
+
+def describe_client(client: Any, caller: Any) -> dict[str, Any]:
+    """What the call log records of a new client (the ``client`` event's fields but its id).
+
+    A timeout counts as set by the application when the ``Config`` it passed names it
+    (botocore keeps the options a ``Config`` was given in ``_user_provided_options``; the
+    client's own merged config names every option, so the application's is read from
+    botocore's ``create_client`` frame), or when it differs from botocore's default. The
+    retry mode cannot be told apart so: botocore writes the resolved mode into the
+    application's own ``retries`` dict before the client exists.
+    """
+    meta = client.meta
+    config = meta.config
+    model = meta.service_model
+    site, function, given = _call_site(caller)
+    user = getattr(given, "_user_provided_options", None) or {}
+    retries = dict(getattr(config, "retries", None) or {})
+    mode = str(retries.get("mode") or "legacy")
+    connect, read = getattr(config, "connect_timeout", None), getattr(config, "read_timeout", None)
+    return {
+        "api": str(model.service_name), "prefix": str(model.endpoint_prefix or ""),
+        "region": str(meta.region_name or ""), "endpoint": str(meta.endpoint_url or ""),
+        "retry_mode": mode, "max_attempts": _max_attempts(client, mode, retries),
+        "connect_timeout": connect, "connect_timeout_set": _is_set("connect_timeout", connect, user),
+        "read_timeout": read, "read_timeout_set": _is_set("read_timeout", read, user),
+        "pool": getattr(config, "max_pool_connections", None), "site": site, "func": function,
+    }
+
+
+def _is_set(option: str, value: Any, user: dict[str, Any]) -> bool:
+    return option in user or (isinstance(value, (int, float)) and float(value) != DEFAULT_TIMEOUT)
+
+
+def _max_attempts(client: Any, mode: str, retries: dict[str, Any]) -> int | None:
+    """Attempts per call botocore will make, the first included (None when unknown).
+
+    ``total_max_attempts`` when configured (botocore turns ``max_attempts`` into it);
+    otherwise the mode's default for the service: standard and adaptive take
+    ``botocore.retries.standard`` 's figure (4 for DynamoDB, else 3), legacy the service's
+    entry in botocore's ``_retry.json`` (10 for DynamoDB, else 5).
+    """
+    total = retries.get("total_max_attempts")
+    if isinstance(total, int):
+        return total
+    model = client.meta.service_model
+    if mode in ("standard", "adaptive"):
+        from botocore.retries import standard
+
+        special = getattr(standard, "_SERVICE_MAX_ATTEMPTS", {})
+        default = getattr(standard, "DEFAULT_MAX_ATTEMPTS", 3)
+        return int(special.get(model.service_id.hyphenize(), default))
+    if mode == "legacy":
+        data = client._loader.load_data("_retry").get("retry", {})
+        for section in (data.get(model.endpoint_prefix, {}), data):
+            value = section.get("__default__", {}).get("max_attempts")
+            if isinstance(value, int):
+                return value
+    return None
+
+
+def _call_site(frame: Any) -> tuple[str, str, Any]:
+    """``("file:line", function)`` of the first frame outside botocore and boto3, from
+    ``frame`` outwards, and the ``Config`` the application passed (found on the way)."""
+    given = None
+    while frame is not None:
+        code = frame.f_code
+        if not any(part in code.co_filename for part in _SDK_DIRS):
+            return f"{code.co_filename}:{frame.f_lineno}", code.co_name, given
+        if given is None and code.co_name == "create_client" and code.co_filename.endswith("client.py"):
+            given = frame.f_locals.get("client_config")
+        frame = frame.f_back
+    return "", "", given
 
 
 def _botocore_attempt(context: dict[str, Any]) -> int:
@@ -261,14 +356,14 @@ def _request_key(request: Any) -> str:
 
 
 def _on_before_call(context: Any = None, model: Any = None, event_name: str = "", params: Any = None,
-                    **_: Any) -> None:
+                    chaos_dynamo_client: str = "", **_: Any) -> None:
     hooks = _hooks
     if hooks is not None and isinstance(context, dict):
         try:
             parts = event_name.split(".")
             api = parts[1] if len(parts) > 1 else ""
             hooks.call(context, str(getattr(model, "name", "") or (parts[2] if len(parts) > 2 else "unknown")),
-                       api, params)
+                       api, params, chaos_dynamo_client)
         except Exception as error:
             hooks.drop(error)
 
@@ -311,9 +406,14 @@ def _on_after_call_error(context: Any = None, exception: Any = None, **_: Any) -
             hooks.drop(error)
 
 
-def _register(emitter: Any) -> None:
-    """Hook one client's event emitter (idempotent: botocore drops a repeated unique id)."""
-    emitter.register_first("before-call", _on_before_call, unique_id=f"{_UID}-call")
+def _register(emitter: Any, client_id: str = "") -> None:
+    """Hook one client's event emitter (idempotent: botocore drops a repeated unique id).
+
+    Each client has its own emitter (botocore copies the session's for every client), so
+    ``before-call`` is bound to the client's id and every ``call`` event names its client.
+    """
+    emitter.register_first("before-call", functools.partial(_on_before_call, chaos_dynamo_client=client_id),
+                           unique_id=f"{_UID}-call")
     emitter.register_last("before-send", _on_before_send, unique_id=f"{_UID}-attempt")
     emitter.register_first("response-received", _on_response_received, unique_id=f"{_UID}-outcome")
     emitter.register_first("after-call", _on_after_call, unique_id=f"{_UID}-end")
@@ -339,8 +439,7 @@ def _patch(module: Any) -> None:
         hooks = _hooks
         if hooks is not None:
             try:
-                _register(self.meta.events)
-                hooks._count("clients")
+                hooks.client(self, sys._getframe(1))
             except Exception as error:
                 hooks.drop(error)
 

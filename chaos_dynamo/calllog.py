@@ -3,9 +3,17 @@
 A Python service run with the shim (``CHAOS_DYNAMO_CALL_LOG`` set to a directory) appends
 one JSON object per line to ``<dir>/<service>-<pid>.jsonl`` as botocore works:
 
+- ``{"e": "client", "id": "<pid>-c<n>", "t": T, "pid": P, "svc": "checkout", "api": "dynamodb",
+  "prefix": endpoint prefix, "region": "us-east-1", "endpoint": URL, "retry_mode": "standard",
+  "max_attempts": 4 | null, "connect_timeout": 60, "connect_timeout_set": bool, "read_timeout":
+  60, "read_timeout_set": bool, "pool": 10, "site": "/path/app.py:12", "func": "main"}``:
+  botocore made a client (read back as a :class:`Client`), with the retry mode and attempts
+  per call botocore resolved; ``*_set`` say whether the application chose the timeout or
+  botocore's default stands; ``site`` is the first line of application code (outside
+  botocore and boto3) on the stack;
 - ``{"e": "call", "id": "<pid>-<n>", "t": T, "op": "GetItem", "svc": "checkout", "pid": P,
-  "th": thread id, "key": digest of the request}``: a client method call began (whatever
-  botocore's own retries);
+  "th": thread id, "key": digest of the request, "client": "<pid>-c<n>"}``: a client method
+  call began (whatever botocore's own retries);
 - ``{"e": "attempt", "id": ..., "t": T, "n": 1}``: attempt ``n`` of it is about to be sent;
 - ``{"e": "outcome", "id": ..., "t": T, "n": 1, "status": 200 | null, "error": str | null,
   "dns": bool}``: how attempt ``n`` ended (``status`` null when no HTTP response came back;
@@ -33,7 +41,7 @@ import os
 import re
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -117,10 +125,81 @@ class Call:
     client_calls: int = 1
     """How many client method calls this logical call took (more than 1: the application
     retried by itself)."""
+    api: str = ""
+    """The AWS service as botocore's events name it (``dynamodb``, ``route-53``)."""
+    clients: tuple[str, ...] = ()
+    """The :class:`Client` id of each client method call, in order (empty in older logs)."""
+    pauses: tuple[float, ...] = ()
+    """Seconds between the end of each failed client method call and the application's next
+    one (``client_calls - 1`` of them): how long the application waited before retrying."""
 
     @property
     def finished(self) -> bool:
         return self.end is not None
+
+
+@dataclass(frozen=True)
+class Client:
+    """A botocore client as it was made (the ``client`` event): where it sends calls, how
+    botocore will retry them and how long it waits, and which line of application code
+    made it."""
+
+    id: str
+    pid: int
+    service: str
+    api: str
+    region: str
+    endpoint_url: str
+    retry_mode: str
+    max_attempts: int | None
+    connect_timeout: float | None
+    read_timeout: float | None
+    created: float = 0.0
+    connect_timeout_set: bool = False
+    read_timeout_set: bool = False
+    max_pool_connections: int | None = None
+    site: str = ""
+    """``/path/file.py:line`` of the application code that made the client."""
+    function: str = ""
+    prefix: str = ""
+
+    @property
+    def host(self) -> str:
+        """The endpoint's host name (or address)."""
+        from urllib.parse import urlparse
+
+        try:
+            return urlparse(self.endpoint_url).hostname or ""
+        except ValueError:
+            return ""
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def clients_from(events: Iterable[dict[str, Any]]) -> list[Client]:
+    """The clients described in ``events`` (``client`` events), in the order they were made."""
+    out = []
+    for event in events:
+        if event.get("e") != "client":
+            continue
+        attempts = event.get("max_attempts")
+        pool = event.get("pool")
+        out.append(Client(
+            id=str(event["id"]), pid=int(event.get("pid", 0)), service=str(event.get("svc", UNATTRIBUTED)),
+            api=str(event.get("api", "")), region=str(event.get("region", "")),
+            endpoint_url=str(event.get("endpoint", "")), retry_mode=str(event.get("retry_mode", "legacy")),
+            max_attempts=attempts if isinstance(attempts, int) else None,
+            connect_timeout=_number(event.get("connect_timeout")), read_timeout=_number(event.get("read_timeout")),
+            created=float(event.get("t", 0.0)),
+            connect_timeout_set=bool(event.get("connect_timeout_set")),
+            read_timeout_set=bool(event.get("read_timeout_set")),
+            max_pool_connections=pool if isinstance(pool, int) else None,
+            site=str(event.get("site", "")), function=str(event.get("func", "")),
+            prefix=str(event.get("prefix", ""))))
+    out.sort(key=lambda c: (c.created, c.id))
+    return out
 
 
 def read_events(paths: Iterable[str | Path]) -> Iterator[dict[str, Any]]:
@@ -144,9 +223,9 @@ def read_events(paths: Iterable[str | Path]) -> Iterator[dict[str, Any]]:
 def assemble(events: Iterable[dict[str, Any]], join_retries: bool = True) -> list[Call]:
     """Group events into logical calls, ordered by start time.
 
-    Events of unknown calls are ignored. With ``join_retries``, a client call that follows
-    a failed one in the same process and thread with the same request digest joins it as
-    further attempts (see the module's docstring).
+    Events of unknown calls (and ``client`` events) are ignored. With ``join_retries``, a
+    client call that follows a failed one in the same process and thread with the same
+    request digest joins it as further attempts (see the module's docstring).
     """
     calls: dict[str, dict[str, Any]] = {}
     attempts: dict[str, dict[int, dict[str, Any]]] = {}
@@ -154,10 +233,12 @@ def assemble(events: Iterable[dict[str, Any]], join_retries: bool = True) -> lis
     for event in events:
         kind, call_id = event.get("e"), str(event.get("id"))
         if kind == "call":
+            client = event.get("client")
             calls[call_id] = {
                 "id": call_id, "service": str(event.get("svc", UNATTRIBUTED)),
                 "pid": int(event.get("pid", 0)), "operation": str(event.get("op", "unknown")),
-                "start": float(event["t"]),
+                "start": float(event["t"]), "api": str(event.get("api", "")),
+                "clients": (str(client),) if client else (),
             }
             threads[call_id] = (int(event.get("pid", 0)), event.get("th"), event.get("key") or None)
             attempts[call_id] = {}
@@ -194,11 +275,11 @@ def _join_retries(calls: list[Call], threads: dict[str, tuple[int, Any, Any]]) -
             if (last.ok is False and last.operation == call.operation and threads[last.id][2] == key
                     and last.end is not None and call.start - last.end <= MAX_RETRY_GAP):
                 offset = len(last.attempts)
-                renumbered = tuple(Attempt(offset + a.number, a.start, a.end, a.status, a.error, a.dns_failure)
-                                   for a in call.attempts)
-                joined[previous] = Call(last.id, last.service, last.pid, last.operation, last.start,
-                                        call.end, call.ok, call.error, last.attempts + renumbered,
-                                        last.client_calls + 1)
+                renumbered = tuple(replace(a, number=offset + a.number) for a in call.attempts)
+                joined[previous] = replace(
+                    last, end=call.end, ok=call.ok, error=call.error, attempts=last.attempts + renumbered,
+                    client_calls=last.client_calls + 1, clients=last.clients + call.clients,
+                    pauses=last.pauses + (call.start - last.end,))
                 continue
         if thread is not None and key is not None:
             open_by_thread[slot] = len(joined)
@@ -211,6 +292,12 @@ def service_log_files(directory: str | Path, service: str) -> list[Path]:
     root = Path(directory)
     own = re.compile(re.escape(log_path(root, service, 0).name[:-len("0.jsonl")]) + r"\d+\.jsonl")
     return sorted(p for p in root.glob("*.jsonl") if own.fullmatch(p.name)) if root.is_dir() else []
+
+
+def read_clients(directory: str | Path) -> list[Client]:
+    """Every client described in the call logs under ``directory``, in the order made."""
+    root = Path(directory)
+    return clients_from(read_events(sorted(root.glob("*.jsonl")))) if root.is_dir() else []
 
 
 def read_calls(directory: str | Path, service: str | None = None, join_retries: bool = True) -> list[Call]:

@@ -12,6 +12,7 @@
     chaos-dynamo replay TRACE           replay an explored interleaving on a lab, step by step
     chaos-dynamo verify [PATHS]...      CI gate: run experiments, judge each, write JUnit XML and a summary
     chaos-dynamo report JOURNAL... -o F one static HTML page: verdict table and timelines, fault windows shaded
+    chaos-dynamo audit [--] COMMAND...  pre-release dependency audit: AWS dependencies and their risks, gated
 """
 
 from __future__ import annotations
@@ -690,6 +691,7 @@ def verify(paths: tuple[Path, ...], journals: Path, junit: Path | None, summary:
     sys.exit(code)
 
 
+
 # --- report ----------------------------------------------------------------------------------
 
 @main.command("report")
@@ -714,6 +716,68 @@ def report(journals: tuple[Path, ...], out: Path, title: str | None) -> None:
     except OSError as exc:
         _fail(f"{out}: cannot write the report ({exc}); give a writable path", EXIT_USAGE)
     click.echo(f"report: {written} ({len(journals)} journal(s))")
+
+
+# --- audit -----------------------------------------------------------------------------------
+
+@main.command("audit", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("--timeout", type=float, metavar="S",
+              help="Stop the command after S seconds (SIGTERM, then SIGKILL): a service is audited "
+                   "for S seconds. Not an error.")
+@click.option("--outage", type=float, metavar="SECONDS",
+              help="Empty the primary DynamoDB endpoint's DNS answer for SECONDS during the run "
+                   "(always restored), to see how the command retries through the us-east-1 failure.")
+@click.option("--outage-after", type=float, default=3.0, show_default=True, metavar="S",
+              help="When the outage starts, seconds after the command.")
+@click.option("--static", "static_paths", multiple=True, type=click.Path(path_type=Path), metavar="PATH",
+              help="Also scan PATH (file or directory, repeatable) for boto3/botocore client construction.")
+@click.option("--json", "json_out", metavar="FILE", help="Write the JSON report (version 1) here ('-': stdout).")
+@click.option("--markdown", "markdown_out", metavar="FILE", help="Write the Markdown report here ('-': stdout).")
+@click.option("--mermaid", "mermaid_out", metavar="FILE", help="Write the Mermaid dependency graph here ('-': stdout).")
+@click.option("--fail-on", type=click.Choice(["high", "medium"]),
+              help="Exit 1 when a finding is this severe or more (only new ones with --baseline).")
+@click.option("--baseline", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Known finding ids (JSON list, or an earlier --json report): they do not fail the gate.")
+@click.option("--write-baseline", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Write this audit's finding ids as a baseline.")
+@click.option("--from", "from_report", type=click.Path(dir_okay=False, path_type=Path), metavar="REPORT",
+              help="Re-judge and re-render a saved --json report; runs nothing.")
+@click.option("--name", help="The command's name in the reports and its SDK app id (default: from COMMAND).")
+@click.option("--state-file", type=click.Path(dir_okay=False), help="Use the lab recorded here.")
+@click.option("--seed", type=int, default=None, help="Seed for a lab started by this command.")
+def audit(command: tuple[str, ...], timeout: float | None, outage: float | None, outage_after: float,
+          static_paths: tuple[Path, ...], json_out: str | None, markdown_out: str | None,
+          mermaid_out: str | None, fail_on: str | None, baseline: Path | None, write_baseline: Path | None,
+          from_report: Path | None, name: str | None, state_file: str | None, seed: int | None) -> None:
+    """Run COMMAND on the lab and report every AWS dependency it used and its risks.
+
+    \b
+      chaos-dynamo audit --timeout 20 --outage 5 -- python -m myservice
+      chaos-dynamo audit --static src --fail-on high --baseline audit-baseline.json -- pytest tests/smoke
+      chaos-dynamo audit --static src                      (static scan only)
+
+    Reports (Markdown on stdout unless --json/--markdown/--mermaid say otherwise): one row per
+    service, region and endpoint, with operations, attempts, client settings and call sites;
+    findings (us-east-1 pinning, unbounded or legacy retries, missing timeouts, control-plane
+    calls on the data path) with fixes. Uses the running lab, else starts one.
+
+    \b
+    Exit codes: 0 ok; 1 findings at or above --fail-on (new ones only with --baseline);
+    2 bad input; 3 lab error (no lab, or the outage could not be undone); 130 interrupted.
+    The command's own exit code is reported, not returned. See docs/audit.md.
+    """
+    from chaos_dynamo.audit.command import Options
+    from chaos_dynamo.audit.command import main as audit_main
+
+    outputs = tuple((fmt, target) for fmt, target in
+                    (("json", json_out), ("markdown", markdown_out), ("mermaid", mermaid_out)) if target)
+    options = Options(command=command, timeout=timeout, outage=outage, outage_after=outage_after,
+                      static=static_paths, outputs=outputs, fail_on=fail_on, baseline=baseline,
+                      write_baseline=write_baseline, from_report=from_report, name=name,
+                      state_file=state_file, seed=seed)
+    sys.exit(audit_main(options, echo=lambda line: click.echo(line, err=True),
+                        out=lambda text: click.echo(text, nl=False)))
 
 
 if __name__ == "__main__":

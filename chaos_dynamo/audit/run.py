@@ -1,0 +1,352 @@
+"""Run the audited command on a lab and collect what it did: the I/O edge of the audit.
+
+1. Find the running lab (``--state-file`` / ``$CHAOS_DYNAMO_STATE``) or start one.
+2. Run COMMAND in its own process group with the lab's environment (endpoint URLs, the lab
+   DNS through the shim), ``CHAOS_DYNAMO_CALL_LOG`` set to a fresh directory, its own DNS
+   source address and SDK app id (so the lab's logs tell its traffic apart on a shared lab);
+   its output goes straight to the terminal.
+3. With ``--outage``: after ``--outage-after`` seconds, empty the primary endpoint's DNS
+   answer for the given seconds, then restore it; restored whatever happens (the command
+   ends, Ctrl-C, an error).
+4. Stop the command after ``--timeout`` (SIGTERM to its group, SIGKILL after a grace period);
+   when it exits by itself, what it left running in its group gets SIGTERM.
+5. Read the call logs and the lab's DNS and LB logs for the run's window.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from chaos_dynamo.audit.observe import DnsQuery, LbRequest, Observed
+from chaos_dynamo.audit.report import RunInfo
+from chaos_dynamo.calllog import (
+    APP_ID_ENV,
+    CALL_LOG_ENV,
+    SERVICE_ENV,
+    Client,
+    assemble,
+    clients_from,
+    read_events,
+)
+from chaos_dynamo.clock import REAL_CLOCK, Clock
+from chaos_dynamo.errors import ConfigError, LabError
+from chaos_dynamo.lab.state import LabInfo, read_state, state_path, write_state
+
+__all__ = ["AuditRun", "run_command_audit", "default_name", "check_command"]
+
+GRACE = 5.0
+"""Seconds between SIGTERM and SIGKILL when the command is stopped."""
+
+Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class AuditRun:
+    """What to run and how."""
+
+    command: tuple[str, ...]
+    name: str
+    timeout: float | None = None
+    outage: float | None = None
+    outage_after: float = 3.0
+    state_file: str | None = None
+    seed: int | None = None
+    grace: float = GRACE
+
+
+def default_name(command: tuple[str, ...]) -> str:
+    """A short name for the command: ``python -m pkg.mod`` -> ``mod``, ``python app.py`` ->
+    ``app``, ``./service --x`` -> ``service``."""
+    if not command:
+        return "command"
+    program = Path(command[0]).name
+    rest = list(command[1:])
+    if re.fullmatch(r"python[0-9.]*", program):
+        if "-m" in rest and rest.index("-m") + 1 < len(rest):
+            program = rest[rest.index("-m") + 1].rsplit(".", 1)[-1]
+        else:
+            script = next((a for a in rest if not a.startswith("-")), "")
+            program = Path(script).stem or program
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", program) or "command"
+
+
+def check_command(command: tuple[str, ...]) -> None:
+    """Raise ConfigError when COMMAND's program cannot be found (nothing runs)."""
+    program = command[0]
+    if os.sep in program:
+        if not (Path(program).is_file() and os.access(program, os.X_OK)):
+            raise ConfigError("COMMAND", f"{program!r} is not an executable file", "check the path")
+    elif shutil.which(program) is None:
+        raise ConfigError("COMMAND", f"{program!r} is not on PATH", "give the full path or fix PATH")
+
+
+# --- the lab ----------------------------------------------------------------------------------
+
+@contextmanager
+def _lab(state_file: str | None, seed: int | None, scratch: Path, echo: Echo) -> Iterator[tuple[LabInfo, Path, bool]]:
+    """(lab, its state file, whether this audit started it): the running lab, else a new one."""
+    from chaos_dynamo.endpoint._lab import fetch_info
+
+    path = state_path(state_file)
+    running: LabInfo | None = None
+    try:
+        running = fetch_info(read_state(path).api_url)
+    except LabError:
+        if state_file:
+            raise
+    if running is not None:
+        echo(f"audit: using the running lab at {running.api_url} ({path})")
+        yield running, path, False
+        return
+    from chaos_dynamo.config import load_topology
+    from chaos_dynamo.lab.lab import Lab
+
+    echo("audit: starting a lab for this audit...")
+    lab = Lab(load_topology(None, seed=seed))
+    try:
+        info = lab.start()
+    except Exception as exc:  # noqa: BLE001 - any failure to start is an infrastructure error
+        lab.stop()
+        raise exc if isinstance(exc, LabError) else LabError(
+            f"the lab did not start: {type(exc).__name__}: {exc}") from None
+    own_state = scratch / "lab.json"
+    write_state(info, own_state)
+    echo(f"audit: lab ready (API {info.api_url}, DNS {info.dns_host}:{info.dns_port})")
+    try:
+        yield info, own_state, True
+    finally:
+        lab.stop()
+
+
+# --- the outage -------------------------------------------------------------------------------
+
+class Outage:
+    """Empty the primary endpoint ``after`` seconds from now for ``seconds``, in a thread,
+    and close the LBs' client connections once it is empty (as ``empty_endpoint_for`` does).
+
+    :meth:`stop` ends it early and always leaves the endpoint restored (or says it could not).
+    """
+
+    def __init__(self, info: LabInfo, after: float, seconds: float, echo: Echo,
+                 clock: Clock = REAL_CLOCK) -> None:
+        self.config = {"chaos_dynamo_api": info.api_url}
+        self.endpoint = info.primary_endpoint.name
+        self.after, self.seconds = after, seconds
+        self.echo, self.clock = echo, clock
+        self.origin = clock.now()
+        self.started: float | None = None
+        self.ended: float | None = None
+        self.touched = False
+        self.restored = False
+        self.error = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="audit-outage", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        from chaos_dynamo.endpoint.actions import empty_endpoint
+        from chaos_dynamo.lbfleet.actions import close_connections
+
+        if self._stop.wait(self.after):
+            return
+        self.touched = True
+        try:
+            empty_endpoint(configuration=self.config)
+            # Keep-alive connections would hide the outage from a client that reuses one.
+            close_connections(configuration=self.config)
+            self.started = self.clock.now() - self.origin
+            self.echo(f"audit: outage: {self.endpoint} answers no addresses (+{self.started:.1f} s)")
+        except Exception as exc:  # noqa: BLE001 - reported; the endpoint is restored below
+            self.error = f"emptying {self.endpoint} failed: {type(exc).__name__}: {exc}"
+        if not self.error:
+            self._stop.wait(self.seconds)
+        self._restore()
+
+    def _restore(self) -> None:
+        from chaos_dynamo.endpoint.actions import restore_endpoint
+
+        try:
+            restore_endpoint(configuration=self.config)
+            self.restored = True
+            self.ended = self.clock.now() - self.origin
+            self.echo(f"audit: outage: {self.endpoint} restored (+{self.ended:.1f} s)")
+        except Exception as exc:  # noqa: BLE001 - reported, and the audit exits 3
+            self.error = f"restoring {self.endpoint} failed: {type(exc).__name__}: {exc}"
+
+    def stop(self) -> None:
+        """End the outage now; restore the endpoint if the thread could not."""
+        self._stop.set()
+        self._thread.join(timeout=120)
+        if self.touched and not self.restored:
+            self._restore()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"endpoint": self.endpoint, "after": self.after, "seconds": self.seconds,
+                "start": self.started, "end": self.ended, "restored": self.restored or not self.touched,
+                "error": self.error}
+
+
+# --- the command ------------------------------------------------------------------------------
+
+def _stop_group(process: subprocess.Popen[bytes], grace: float) -> int:
+    """SIGTERM the command's process group, SIGKILL it after ``grace`` seconds; its exit code."""
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, signum)
+        except ProcessLookupError:
+            pass
+        try:
+            return process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            continue
+    return process.wait()
+
+
+def _run(command: tuple[str, ...], env: dict[str, str], timeout: float | None, grace: float,
+         echo: Echo) -> tuple[int | None, str]:
+    """Run COMMAND to its end or ``timeout``: (exit code, how it stopped)."""
+    process = subprocess.Popen(list(command), env=env, start_new_session=True)
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        code = process.wait(timeout=timeout)
+        try:  # what the command left running in its group (background children) ends with it
+            os.killpg(process.pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+        return code, "exited"
+    except subprocess.TimeoutExpired:
+        echo(f"audit: --timeout {timeout:g} s reached: stopping the command")
+        return _stop_group(process, grace), "timeout"
+    except KeyboardInterrupt:
+        echo("audit: interrupted: stopping the command")
+        return _stop_group(process, grace), "interrupted"
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _address(lab_state: Path, ours: bool) -> str:
+    """A DNS source address for the command (127.0.0.100-250), not one a lab service holds."""
+    from chaos_dynamo.services.registry import list_records
+    from chaos_dynamo.services.supervisor import allocate_address
+
+    taken = set() if ours else {r.source_address for r in list_records(lab_state) if r.source_address}
+    try:
+        return allocate_address(taken)
+    except ConfigError:
+        return ""
+
+
+def _environment(run: AuditRun, info: LabInfo, lab_state: Path, calls: Path, address: str) -> dict[str, str]:
+    env = dict(os.environ) | info.env() | {CALL_LOG_ENV: str(calls), "CHAOS_DYNAMO_STATE": str(lab_state),
+                                           "CHAOS_DYNAMO_SHIM": "1"}
+    env.setdefault(SERVICE_ENV, run.name)
+    env.setdefault(APP_ID_ENV, run.name)
+    if address:
+        env["CHAOS_DYNAMO_SOURCE_ADDRESS"] = address
+    else:
+        env.pop("CHAOS_DYNAMO_SOURCE_ADDRESS", None)
+    return env
+
+
+# --- what happened ------------------------------------------------------------------------------
+
+def _lab_logs(info: LabInfo, since: float, until: float, ours: bool, address: str,
+              app_id: str) -> tuple[list[DnsQuery], list[LbRequest], list[str]]:
+    """The lab's DNS and LB logs for [since, until]: everything on a lab the audit started,
+    else what carries the command's source address (DNS) or SDK app id (LB)."""
+    from chaos_dynamo.endpoint._lab import http_json
+    from chaos_dynamo.services.attribution import app_id as app_id_of
+
+    api = info.api_url.rstrip("/")
+    notes: list[str] = []
+    dns: list[DnsQuery] = []
+    lb: list[LbRequest] = []
+    try:
+        dns = [DnsQuery(float(q["time"]), str(q.get("client", "")), str(q.get("name", "")),
+                        str(q.get("qtype", "")), str(q.get("rcode", "")), int(q.get("answers", 0)))
+               for q in http_json(f"{api}/_chaos_dynamo/dns/log?since={since!r}")
+               if float(q["time"]) <= until and (ours or q.get("client") == address)]
+    except LabError as exc:
+        notes.append(f"the lab DNS log could not be read: {exc}")
+    try:
+        lb = [LbRequest(float(r["time"]), str(r.get("client", "")), str(r.get("lb", "")),
+                        str(r.get("operation") or ""), r.get("status") if isinstance(r.get("status"), int) else None,
+                        str(r.get("user_agent") or ""), str(r.get("service") or ""))
+              for r in http_json(f"{api}/_chaos_dynamo/lb/log?since={since!r}")
+              if float(r["time"]) <= until
+              and (ours or r.get("service") == app_id or app_id_of(str(r.get("user_agent") or "")) == app_id)]
+    except LabError as exc:
+        notes.append(f"the lab LB log could not be read: {exc}")
+    return dns, lb, notes
+
+
+def _relative_sites(clients: list[Client], root: Path) -> list[Client]:
+    from chaos_dynamo.audit.static import display_path
+
+    out = []
+    for client in clients:
+        path, _, line = client.site.rpartition(":")
+        shown = f"{display_path(Path(path), root)}:{line}" if path and not path.startswith("<") else client.site
+        out.append(replace(client, site=shown))
+    return out
+
+
+def run_command_audit(run: AuditRun, *, root: Path, echo: Echo,
+                      clock: Clock = REAL_CLOCK) -> tuple[RunInfo, Observed]:
+    """Run the command on a lab (see the module docstring); what it did.
+
+    Raises:
+        LabError: no lab at an explicit --state-file, or the lab did not start.
+    """
+    with tempfile.TemporaryDirectory(prefix="chaos-dynamo-audit-") as scratch_dir:
+        scratch = Path(scratch_dir)
+        calls_dir = scratch / "calls"
+        with _lab(run.state_file, run.seed, scratch, echo) as (info, lab_state, ours):
+            address = _address(lab_state, ours)
+            env = _environment(run, info, lab_state, calls_dir, address)
+            outage = Outage(info, run.outage_after, run.outage, echo, clock) if run.outage else None
+            echo(f"audit: running {' '.join(run.command)}"
+                 + (f" for at most {run.timeout:g} s" if run.timeout else "")
+                 + (f"; outage of {run.outage:g} s after {run.outage_after:g} s" if run.outage else ""))
+            since = clock.now()
+            try:
+                if outage is not None:
+                    outage.start()
+                code, stopped = _run(run.command, env, run.timeout, run.grace, echo)
+            finally:
+                if outage is not None:
+                    outage.stop()
+            until = clock.now()
+            echo(f"audit: the command {'exited' if stopped == 'exited' else 'stopped'} with code {code} "
+                 f"after {until - since:.1f} s; reading the logs")
+            dns, lb, notes = _lab_logs(info, since, until, ours, address, env[APP_ID_ENV])
+            lab = {"api": info.api_url, "region": info.region, "started_by_audit": ours,
+                   "source_address": address, "app_id": env[APP_ID_ENV]}
+        events = list(read_events(sorted(calls_dir.glob("*.jsonl"))))
+    calls, clients = assemble(events), _relative_sites(clients_from(events), root)
+    if not calls and not clients:
+        notes.append("no botocore client was logged: a Python command must run on a Python with "
+                     "chaos-dynamo installed (its .pth file hooks botocore); other programs show "
+                     "only in the lab's logs")
+    if outage is not None and outage.error:
+        notes.append(outage.error)
+    info_out = RunInfo(run.command, run.name, since, until - since, code, stopped, lab,
+                       outage.as_dict() if outage is not None else None, tuple(notes))
+    return info_out, Observed(calls, clients, dns, lb, lab_region=str(lab["region"]))
