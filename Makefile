@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml chaos_dynamo/_shim_boot/chaos_dynamo_shim.pth | cksum | cut -d' ' -f1)
 
-.PHONY: run test test-fast bench soak lint typecheck clean lab-up lab-down
+.PHONY: run verify test test-fast bench soak lint typecheck clean lab-up lab-down
 
 $(STAMP): pyproject.toml chaos_dynamo/_shim_boot/chaos_dynamo_shim.pth
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml chaos_dynamo/_shim_boot/chaos_dynamo_shim.pth
 ## run: the main job: the DNS Enactor race of October 2025 on the embedded lab, and the rollback
 run: $(STAMP)
 	$(VENV)/bin/chaos-dynamo run experiments/dns-stale-plan-race.json
+
+## verify: every experiment of this repository through the CI gate: JUnit XML, summary and report in reports/
+verify: $(STAMP)
+	$(VENV)/bin/chaos-dynamo verify experiments/ --jobs 2 --junit reports/junit.xml --report reports/report.html --summary reports/summary.md
 
 ## test: the whole suite (unit, integration on real sockets, the real chaos CLI)
 test: $(STAMP)
@@ -48,4 +52,4 @@ lab-down: $(STAMP)
 	$(VENV)/bin/chaos-dynamo lab down
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache journals .chaos-dynamo
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache journals reports .chaos-dynamo

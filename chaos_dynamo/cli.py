@@ -709,6 +709,13 @@ def report(journals: tuple[Path, ...], out: Path, title: str | None) -> None:
     """
     from chaos_dynamo.report.html import write_report
 
+    # `journals/*.json` also matches the lab timelines verify writes beside each journal.
+    sidecars = [path for path in journals if path.name.endswith(".lab.json")]
+    for path in sidecars:
+        click.echo(f"skipped {path}: a lab timeline, read with its journal", err=True)
+    journals = tuple(path for path in journals if path not in sidecars)
+    if not journals:
+        _fail("no journal given, only lab timelines (*.lab.json); give the journals (*.json)", EXIT_USAGE)
     try:
         written = write_report(list(journals), out, title=title)
     except ConfigError as exc:

@@ -1,5 +1,6 @@
-"""`chaos-dynamo audit` on the reference services, through the real CLI, on the session's lab,
-with the us-east-1 failure (the endpoint's DNS answer emptied) in the middle of each run.
+"""`chaos-dynamo audit` on the reference services: the README's snippet as written (a lab of its
+own, the real CLI), with the us-east-1 failure (the endpoint's DNS answer emptied) in the
+middle of each run.
 
 The hardened service is audited first and its findings written as a baseline; the naive
 service is then audited against it with --fail-on high: it must fail on its retries and
@@ -10,21 +11,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
-import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from chaos_dynamo.endpoint.actions import restore_endpoint
 from chaos_dynamo.lab.state import LabInfo
 from tests.conftest import BIN, ROOT
 
 pytestmark = pytest.mark.integration
 
-RUN = ["--timeout", "6", "--outage", "2.5", "--outage-after", "2"]
 NEW_IN_NAIVE = {"retry-unbounded:dynamodb:us-east-1", "retry-no-backoff:dynamodb:us-east-1",
                 "timeouts-missing:dynamodb:us-east-1"}
 
@@ -36,25 +33,29 @@ def audit(args: list[str], extra_env: dict[str, str] | None = None) -> subproces
                           capture_output=True, text=True, timeout=120)
 
 
-def reference(kind: str) -> list[str]:
-    return [sys.executable, "-m", "chaos_dynamo.services.reference", "--kind", kind, "--table", f"audit-{kind}"]
+def readme_snippet(name: str) -> str:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    match = re.search(rf"<!-- readme-test: {name} -->\n```\w+\n(.*?)```", readme, re.S)
+    assert match, f"README has no snippet marked {name}"
+    return match.group(1)
 
 
 @pytest.fixture(scope="module")
-def runs(lab_info: LabInfo, lab_state_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The README's audit snippet, as written: a lab of its own, hardened then naive."""
     out = tmp_path_factory.mktemp("audit-reference")
-    state = ["--state-file", str(lab_state_file)]
-    try:
-        hardened = audit([*state, *RUN, "--json", str(out / "hardened.json"),
-                          "--write-baseline", str(out / "baseline.json"), "--", *reference("hardened")])
-        naive = audit([*state, *RUN, "--fail-on", "high", "--baseline", str(out / "baseline.json"),
-                       "--json", str(out / "naive.json"), "--markdown", str(out / "naive.md"),
-                       "--mermaid", str(out / "naive.mmd"), "--", *reference("naive")])
-    finally:  # in case an audit was killed mid-outage
-        restore_endpoint(configuration={"chaos_dynamo_api": lab_info.api_url})
-    yield {"dir": out, "hardened": hardened, "naive": naive,
-           "hardened_doc": json.loads((out / "hardened.json").read_text()),
-           "naive_doc": json.loads((out / "naive.json").read_text())}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CHAOS_DYNAMO_"))}
+    env |= {"PATH": f"{BIN}:{env.get('PATH', '')}", "CHAOS_DYNAMO_STATE": str(out / "lab.json")}
+    script = ("set -euo pipefail\ntrap 'chaos-dynamo lab down >/dev/null 2>&1 || true' EXIT\n"
+              + readme_snippet("audit"))
+    result = subprocess.run(["bash", "-c", script], cwd=out, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-6000:]
+    assert "lab stopped" in result.stdout and not (out / "lab.json").exists()
+    naive_exit = re.search(r"^audit exited (\d+): ", result.stdout, re.M)
+    return {"dir": out, "output": result.stdout + result.stderr,
+            "naive_exit": int(naive_exit.group(1)) if naive_exit else 0,
+            "hardened_doc": json.loads((out / "hardened.json").read_text()),
+            "naive_doc": json.loads((out / "naive.json").read_text())}
 
 
 def dynamodb(doc: dict[str, Any]) -> dict[str, Any]:
@@ -63,13 +64,14 @@ def dynamodb(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_both_runs_lived_through_the_outage(runs: dict[str, Any], lab_info: LabInfo) -> None:
+    assert runs["output"].count("audit: outage: ") == 4  # emptied and restored, in each run
+    assert runs["output"].count("reference ") >= 2  # the services' own output passed through
     for kind in ("hardened", "naive"):
         run = runs[f"{kind}_doc"]["run"]
         assert run["stopped"] == "timeout" and run["exit_code"] == 0, runs[kind].stderr
         outage = run["outage"]
         assert outage["endpoint"] == lab_info.primary_endpoint.name and outage["restored"] and not outage["error"]
         assert 2 <= outage["start"] < outage["end"] < run["duration"]
-        assert "audit: outage: " in runs[kind].stderr and "reference " in runs[kind].stdout + runs[kind].stderr
         dep = dynamodb(runs[f"{kind}_doc"])
         assert {"PutItem", "GetItem", "DescribeTable"} <= set(dep["operations"]) and dep["calls"] >= 20
         assert dep["host"] == lab_info.primary_endpoint.name and dep["dns_failures"] > 0
@@ -88,7 +90,8 @@ def test_the_naive_service_is_flagged_for_its_retries_and_missing_timeouts(runs:
     assert per_attempt and per_attempt[0]["connect_timeout"] == 60 and not per_attempt[0]["connect_timeout_set"]
     source = (ROOT / "chaos_dynamo" / "services" / "reference.py").read_text().splitlines()
     line = 1 + next(i for i, text in enumerate(source) if 'client("dynamodb", config=self._config)' in text)
-    assert per_attempt[0]["sites"] == [f"chaos_dynamo/services/reference.py:{line}"]  # _FreshClients.new
+    (site,) = per_attempt[0]["sites"]
+    assert site.endswith(f"chaos_dynamo/services/reference.py:{line}")  # _FreshClients.new
 
 
 def test_the_hardened_service_is_not_flagged_for_retries_or_timeouts(runs: dict[str, Any]) -> None:
@@ -98,12 +101,12 @@ def test_the_hardened_service_is_not_flagged_for_retries_or_timeouts(runs: dict[
     assert 2 <= dep["attempts"]["max"] <= 4  # it did retry through the outage, boundedly
     assert {(s["connect_timeout"], s["read_timeout"], s["connect_timeout_set"]) for s in dep["settings"]} == {
         (2.0, 5.0, True)}
-    assert runs["hardened"].returncode == 0  # no --fail-on: report only
+    assert (runs["dir"] / "baseline.json").exists()  # and it exited 0 (no --fail-on): the snippet went on
 
 
 def test_fail_on_high_fails_the_naive_service_on_its_new_risks_only(runs: dict[str, Any]) -> None:
-    doc, result = runs["naive_doc"], runs["naive"]
-    assert result.returncode == 1, result.stderr
+    doc = runs["naive_doc"]
+    assert runs["naive_exit"] == 1, runs["output"][-4000:]
     assert set(doc["gate"]["gating"]) == NEW_IN_NAIVE and doc["gate"]["failed"]
     known = {f["id"]: f["new"] for f in doc["findings"]}
     assert known["region-us-east-1-only:dynamodb:us-east-1"] is False

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -50,40 +51,52 @@ class Run:
         return self.work / "journals"
 
     def junit(self) -> ET.Element:
-        return ET.parse(self.work / "out" / "junit.xml").getroot()
+        return ET.parse(self.work / "reports" / "junit.xml").getroot()
 
     def case(self, stem: str) -> ET.Element:
         (case,) = [c for c in self.junit().iter("testcase") if (c.get("name") or "").startswith(f"{stem}: ")]
         return case
 
 
+def readme_snippet(name: str) -> str:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    match = re.search(rf"<!-- readme-test: {name} -->\n```\w+\n(.*?)```", readme, re.S)
+    assert match, f"README has no snippet marked {name}"
+    return match.group(1)
+
+
 @pytest.fixture(scope="module")
 def verified(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """The README's verify snippet, as written, in a project whose experiments/ holds the smoke
+    experiment and the two samples."""
     work = tmp_path_factory.mktemp("verify")
-    experiments = work / "gate"
+    experiments = work / "experiments"
     experiments.mkdir()
     for source in (SMOKE, SAMPLES / "failing-baseline.json", SAMPLES / "action-raises.json"):
         shutil.copy(source, experiments / source.name)
     (experiments / "settings.json").write_text('{"not": "an experiment"}')
-    result = subprocess.run([str(BIN / "chaos-dynamo"), "verify", "gate", "--jobs", "2",
-                             "--junit", "out/junit.xml", "--summary", "out/summary.md", "--report", "out/report.html"],
-                            cwd=work, env=clean_env(work), capture_output=True, text=True, timeout=240)
-    return Run(work, result.returncode, result.stdout, result.stderr)
+    env = clean_env(work)
+    env["PATH"] = f"{BIN}:{env.get('PATH', '')}"
+    result = subprocess.run(["bash", "-c", "set -euo pipefail\n" + readme_snippet("verify")],
+                            cwd=work, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr  # the snippet itself ran through
+    code = re.search(r"^verify exited (\d+):", result.stdout, re.M)
+    return Run(work, int(code.group(1)) if code else 0, result.stdout, result.stderr)
 
 
 def test_a_failure_among_the_experiments_fails_the_gate(verified: Run) -> None:
     assert verified.code == 1, verified.stdout + verified.stderr
     assert "3 experiments in" in verified.stdout and "1 passed, 2 failed" in verified.stdout
-    assert "skipped gate/settings.json: not a Chaos Toolkit experiment" in verified.stdout
+    assert "skipped experiments/settings.json: not a Chaos Toolkit experiment" in verified.stdout + verified.stderr
 
 
 def test_the_junit_xml_is_valid_and_names_the_failing_probe_tolerance_and_value(verified: Run) -> None:
-    xmlschema.XMLSchema(str(SCHEMA)).validate(str(verified.work / "out" / "junit.xml"))
+    xmlschema.XMLSchema(str(SCHEMA)).validate(str(verified.work / "reports" / "junit.xml"))
     suite = verified.junit().find("testsuite")
     assert suite is not None and suite.get("name") == "chaos-dynamo"
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("3", "2", "0")
     assert verified.case("endpoint-empty-smoke").find("failure") is None
-    assert verified.case("endpoint-empty-smoke").get("classname") == "chaos-dynamo.gate"
+    assert verified.case("endpoint-empty-smoke").get("classname") == "chaos-dynamo.experiments"
     baseline = verified.case("failing-baseline").find("failure")
     assert baseline is not None and baseline.get("message") == (
         'endpoint-has-ipv6-addresses = 0 outside tolerance {"type": "range", "range": [1, 1000]} (before)')
@@ -119,12 +132,14 @@ def test_journals_logs_and_lab_timelines_are_written(verified: Run) -> None:
 
 
 def test_the_summary_and_the_report_are_written(verified: Run) -> None:
-    summary = (verified.work / "out" / "summary.md").read_text()
+    summary = (verified.work / "reports" / "summary.md").read_text()
     assert "| `failing-baseline` | hold | ❌ failed |" in summary
     assert "| `endpoint-empty-smoke` | deviate | ✅ passed |" in summary
     assert (verified.work / "step-summary.md").read_text() == summary
-    report = (verified.work / "out" / "report.html").read_text()
+    report = (verified.work / "reports" / "report.html").read_text()
     assert "failing-baseline" in report and "endpoint-has-ipv6-addresses" in report
+    again = (verified.work / "reports" / "again.html").read_text()  # `chaos-dynamo report` on the journals
+    assert all(f"journals/{name}.json" in again for name in NAMES)
 
 
 def test_plain_chaos_run_passes_the_failing_baseline(lab_env: dict[str, str], tmp_path: Path) -> None:

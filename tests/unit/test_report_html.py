@@ -105,3 +105,16 @@ def test_the_command_writes_the_report_or_exits_2(tmp_path: Path) -> None:
     assert not (tmp_path / "x.html").exists()
     usage = CliRunner().invoke(main, ["report", str(good)])
     assert usage.exit_code == 2 and "-o" in usage.output
+
+
+def test_the_command_skips_the_lab_timelines_a_glob_also_matches(tmp_path: Path) -> None:
+    good = write(tmp_path, "good", journal(), sidecar())
+    sidecars = sorted(tmp_path.glob("*.lab.json"))
+    assert sidecars, "the sample has a lab timeline beside its journal"
+    out = tmp_path / "r.html"
+    result = CliRunner().invoke(main, ["report", *map(str, sorted(tmp_path.glob("*.json"))), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"skipped {sidecars[0]}: a lab timeline" in result.output and f"report: {out} (1 journal(s))" in result.output
+    alone = CliRunner().invoke(main, ["report", str(sidecars[0]), "-o", str(tmp_path / "x.html")])
+    assert alone.exit_code == 2 and "only lab timelines" in alone.output
+    assert not (tmp_path / "x.html").exists() and good.exists()
