@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,20 @@ class LabInfo:
             # (chaostoolkit-aws's chaosaws.route53.probes.get_hosted_zone).
             "CHAOS_DYNAMO_ZONE_ID": self.primary_endpoint.zone_id if self.endpoints else "",
         }
+
+    def process_env(self, base: Mapping[str, str]) -> dict[str, str]:
+        """``base`` (say ``os.environ``) for a process that must reach this lab and nothing else.
+
+        Every ``AWS_*`` variable of ``base`` is dropped (a service-specific endpoint such as
+        ``AWS_ENDPOINT_URL_STS``, ``AWS_IGNORE_CONFIGURED_ENDPOINT_URLS``, a profile or a
+        session token would send a client to real AWS), the shared config and credentials
+        files are hidden (their per-service ``endpoint_url`` and profiles likewise), the
+        instance metadata service is off, then :meth:`env` is added. Other variables,
+        including an experiment's ``CHAOS_DYNAMO_*`` settings, pass through.
+        """
+        kept = {k: v for k, v in base.items() if not k.startswith("AWS_")}
+        return kept | {"AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+                       "AWS_EC2_METADATA_DISABLED": "true"} | self.env()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

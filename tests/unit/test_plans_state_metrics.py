@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,22 @@ def test_state_file_round_trip_and_env(tmp_path: Path) -> None:
     assert not path.exists()
     with pytest.raises(LabError, match="lab up --detach"):
         read_state(path)
+
+
+def test_a_process_env_reaches_the_lab_and_nothing_else() -> None:
+    """The user's own AWS settings would send a client to real AWS: none survive."""
+    user = {"PATH": "/bin", "HOME": "/root", "CHAOS_DYNAMO_SERVICE_KIND": "naive",
+            "AWS_ENDPOINT_URL_STS": "https://sts.amazonaws.com", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true",
+            "AWS_PROFILE": "prod", "AWS_SESSION_TOKEN": "t", "AWS_ROLE_ARN": "arn:aws:iam::1:role/r",
+            "AWS_WEB_IDENTITY_TOKEN_FILE": "/var/run/token", "AWS_ACCESS_KEY_ID": "AKIAREAL"}
+    env = _info().process_env(user)
+    lab_aws = {k for k in _info().env() if k.startswith("AWS_")}
+    assert {k for k in env if k.startswith("AWS_")} == lab_aws | {
+        "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_EC2_METADATA_DISABLED"}
+    assert env["AWS_ACCESS_KEY_ID"] == "testing" and env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:1"
+    assert env["AWS_CONFIG_FILE"] == env["AWS_SHARED_CREDENTIALS_FILE"] == os.devnull
+    assert env["PATH"] == "/bin" and env["CHAOS_DYNAMO_SERVICE_KIND"] == "naive"  # settings pass through
+    assert user["AWS_PROFILE"] == "prod"  # the caller's mapping is not changed
 
 
 def test_metrics_render_counter_trees_as_labelled_series() -> None:
