@@ -3,25 +3,27 @@ the lab with real Route 53 health checks: the naive failover controller flaps, d
 the floor and oscillates between PRIMARY and SECONDARY (the run deviates); the hardened one
 holds; the journal carries the capacity timeline and every verdict; the lab is left clean.
 
-Each run takes ~30 s; both are made once per module.
+Each run takes ~30 s; both are made once: the naive controller's is the README's failover
+session (conftest.py), the hardened one's is made here on the session lab.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from chaos_dynamo.lab.state import LabInfo
-from chaos_dynamo.services import registry, supervisor
-from tests.conftest import BIN, ROOT, control
-from tests.integration._experiments import after, defaults, rollback_output
+from tests.conftest import ROOT
+from tests.integration._experiments import (
+    Session,
+    after,
+    defaults,
+    rollback_output,
+    session_lab_run,
+)
 from tests.integration._failover import clean_up
-from tests.integration._lease_runs import lab_environment
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
@@ -37,41 +39,17 @@ MAX_FLAPS = int(DEFAULTS["max_flaps"])
 TARGETS = DEFAULTS["rollout_targets"].split(",")
 
 
-def _service(kind: str) -> str:
-    return f"failover-exp-{kind}"
-
-
-def _run(kind: str, info: LabInfo, state_file: Path, workdir: Path) -> dict[str, Any]:
-    workdir.mkdir(parents=True, exist_ok=True)
-    journal = workdir / "journal.json"
-    name = _service(kind)
-    env = lab_environment(info, state_file) | {"CHAOS_DYNAMO_SERVICE_KIND": f"failover-{kind}",
-                                                "CHAOS_DYNAMO_SERVICE_NAME": name}
-    started = time.time()
-    try:
-        done = subprocess.run([str(BIN / "chaos"), "run", "--journal-path", str(journal), str(EXPERIMENT)],
-                              env=env, cwd=workdir, capture_output=True, text=True, timeout=240)
-    except BaseException:  # a timeout: leave nothing running (the control's own stop is asserted)
-        supervisor.stop(name, state=str(state_file))
-        raise
-    assert journal.exists(), done.stdout[-3000:] + done.stderr[-3000:]
-    result: dict[str, Any] = json.loads(journal.read_text())
-    _, faults_after = control(info, "status")
-    _, health_log = control(info, f"route53/health/log?since={started}")
-    result |= {"_exit": done.returncode, "_log": done.stdout[-4000:] + done.stderr[-4000:],
-               "_lbs_after": faults_after["load_balancers"], "_health_log": health_log,
-               "_record": registry.read_record(name, state_file)}
-    return result
-
-
 @pytest.fixture(scope="module")
-def journals(lab_info: LabInfo, lab_state_file: Path,
+def journals(failover_session: Session, lab_info: LabInfo, lab_state_file: Path,
              tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    workdir = tmp_path_factory.getbasetemp() / "failover-runs"
+    """The naive controller's run is the README's failover session; the hardened one's is
+    made on the session lab."""
     try:
-        return {kind: _run(kind, lab_info, lab_state_file, workdir / kind) for kind in KINDS}
+        hardened = session_lab_run(EXPERIMENT, "failover-hardened", "failover-exp-hardened", lab_info,
+                                   lab_state_file, tmp_path_factory.mktemp("failover-hardened"))
     finally:  # the session lab's LBs stop being health-checked by the demo
         clean_up(lab_info, DEFAULTS["failover_zone"], DEFAULTS["failover_name"])
+    return {"naive": failover_session.journal(0), "hardened": hardened}
 
 
 def _report(journal: dict[str, Any]) -> dict[str, Any]:
@@ -146,8 +124,8 @@ def test_the_rollout_replaced_each_target_in_turn(journals: dict[str, dict[str, 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_the_lab_is_left_clean(journals: dict[str, dict[str, Any]], kind: str) -> None:
-    journal = journals[kind]
-    assert journal["_record"] is None, "the controller's registry record is still there"
-    for lb, state in journal["_lbs_after"].items():
+    lab = journals[kind]["_lab_after"]
+    assert lab["record"] is None, "the controller's registry record is still there"
+    for lb, state in lab["load_balancers"].items():
         faults = state["faults"]
         assert faults["down"] is False and faults["intermittent"] is None, (lb, faults)

@@ -1,7 +1,7 @@
 """The in-memory model agrees with the lab: chaos_dynamo.lease.sim, given the lab run's fleet,
 manager, seeds, capacity and faults at the times the journal shows, tells the same story as
 the real process on the lab (the runs of experiments/lease-mass-expiry.json shared with
-test_lease_experiment.py, see _lease_runs.py).
+test_lease_experiment.py and the README's lease session, see _lease_runs.py).
 
 How the model is set up (nothing is fitted to the lab's outcome):
 
@@ -47,12 +47,10 @@ from __future__ import annotations
 import bisect
 import shlex
 import statistics
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from chaos_dynamo.lab.state import LabInfo
 from chaos_dynamo.lease import measure
 from chaos_dynamo.lease.fleet import FleetParams, manager_rng
 from chaos_dynamo.lease.managers import make_manager
@@ -62,11 +60,9 @@ from chaos_dynamo.lease.timeline import TRIGGER_END, TRIGGER_START, Sample, Time
 from tests.integration._lease_runs import (
     CAPACITY,
     DEFAULTS,
-    KINDS,
     OUTAGE,
     SLOW,
     action,
-    lease_run,
     marker,
     report,
 )
@@ -79,13 +75,6 @@ MAX_RECOVERY_GAP = 0.15
 MAX_DECLINE_GAP = 0.1
 RATE_SHARE = 0.4
 COLLAPSED_BELOW = 0.2
-
-
-@pytest.fixture(scope="module")
-def journals(lab_info: LabInfo, lab_state_file: Path,
-             tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    workdir = tmp_path_factory.getbasetemp() / "lease-runs"
-    return {kind: lease_run(kind, lab_info, lab_state_file, workdir) for kind in KINDS}
 
 
 def lab_params(kind: str) -> tuple[FleetParams, int]:
@@ -172,8 +161,8 @@ def summary(numbers: dict[str, Any]) -> dict[str, Any]:
         side: {k: numbers[side][k] for k in pick} for side in ("lab_collapse", "model_collapse")}
 
 
-def test_the_model_recovers_like_the_hardened_lab_fleet(journals: dict[str, dict[str, Any]]) -> None:
-    journal = journals["hardened"]
+def test_the_model_recovers_like_the_hardened_lab_fleet(lease_journals: dict[str, dict[str, Any]]) -> None:
+    journal = lease_journals["hardened"]
     numbers = compare(journal, model_of(journal, "hardened"))
     assert to_live_agrees(numbers), summary(numbers)
     assert numbers["recovery_gap"] <= MAX_RECOVERY_GAP, summary(numbers)
@@ -186,8 +175,8 @@ def test_the_model_recovers_like_the_hardened_lab_fleet(journals: dict[str, dict
         assert to_live_agrees(other) and other["recovery_gap"] <= MAX_RECOVERY_GAP, (base_latency, summary(other))
 
 
-def test_the_model_collapses_like_the_naive_lab_fleet(journals: dict[str, dict[str, Any]]) -> None:
-    journal = journals["naive"]
+def test_the_model_collapses_like_the_naive_lab_fleet(lease_journals: dict[str, dict[str, Any]]) -> None:
+    journal = lease_journals["naive"]
     numbers = compare(journal, model_of(journal, "naive"))
     for side in ("lab_collapse", "model_collapse"):
         verdict = numbers[side]
@@ -200,12 +189,12 @@ def test_the_model_collapses_like_the_naive_lab_fleet(journals: dict[str, dict[s
     assert report(journal)["collapse"]["collapsed"] is True
 
 
-def test_the_model_disagrees_when_the_managers_are_swapped(journals: dict[str, dict[str, Any]]) -> None:
+def test_the_model_disagrees_when_the_managers_are_swapped(lease_journals: dict[str, dict[str, Any]]) -> None:
     """The agreement above comes from the policy, not from how the model is set up."""
-    naive_on_hardened = compare(journals["hardened"], model_of(journals["hardened"], "naive"))
+    naive_on_hardened = compare(lease_journals["hardened"], model_of(lease_journals["hardened"], "naive"))
     assert not to_live_agrees(naive_on_hardened), summary(naive_on_hardened)
     assert naive_on_hardened["recovery_gap"] > MAX_RECOVERY_GAP, summary(naive_on_hardened)
     assert naive_on_hardened["model_collapse"]["collapsed"], summary(naive_on_hardened)
-    hardened_on_naive = compare(journals["naive"], model_of(journals["naive"], "hardened"))
+    hardened_on_naive = compare(lease_journals["naive"], model_of(lease_journals["naive"], "hardened"))
     assert not hardened_on_naive["model_collapse"]["collapsed"], summary(hardened_on_naive)
     assert hardened_on_naive["recovery_gap"] > MAX_RECOVERY_GAP, summary(hardened_on_naive)

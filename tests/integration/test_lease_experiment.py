@@ -3,26 +3,24 @@ defaults: the naive reference fleet collapses after the mass expiry (the run dev
 hardened one is back within the limit, and the journal carries the timeline and every verdict.
 
 The two runs (~45 s each) are made once per session and shared with
-test_lease_calibration.py (see _lease_runs.py).
+test_lease_calibration.py: the naive fleet's is the README's lease session (see
+_lease_runs.py and conftest.py).
 """
 
 from __future__ import annotations
 
 import re
 import shlex
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from chaos_dynamo.lab.state import LabInfo
 from chaos_dynamo.lease.reference import parse_args
 from chaos_dynamo.lease.timeline import TRIGGER_END, TRIGGER_START
 from tests.integration._lease_runs import (
     DEFAULTS,
     KINDS,
     after,
-    lease_run,
     marker,
     report,
 )
@@ -33,13 +31,6 @@ COLLAPSE = "goodput-does-not-collapse"
 TO_LIVE = "leases-live-again-within-the-limit"
 LEASES = parse_args(["--manager", "naive", *shlex.split(DEFAULTS["service_args"])]).total_leases
 STOPPED = re.compile(r"lease watcher of (\S+) stopped: (\d+) samples")
-
-
-@pytest.fixture(scope="module")
-def journals(lab_info: LabInfo, lab_state_file: Path,
-             tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    workdir = tmp_path_factory.getbasetemp() / "lease-runs"
-    return {kind: lease_run(kind, lab_info, lab_state_file, workdir) for kind in KINDS}
 
 
 def fraction_at(numbers: dict[str, Any], t: float) -> float:
@@ -60,10 +51,10 @@ def check_timeline(numbers: dict[str, Any]) -> tuple[float, float]:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_the_run_leaves_the_lab_as_it_found_it(journals: dict[str, dict[str, Any]], kind: str) -> None:
+def test_the_run_leaves_the_lab_as_it_found_it(lease_journals: dict[str, dict[str, Any]], kind: str) -> None:
     """The controls stopped the service and the watcher; the rollbacks put the capacity
     and the endpoint back."""
-    journal = journals[kind]
+    journal = lease_journals[kind]
     lab = journal["_lab_after"]
     assert lab["record"] is None, lab["record"]  # the service control stopped what it started
     assert lab["capacity"]["slots"] is None and lab["capacity"]["service_time"] == 0.0, lab["capacity"]
@@ -78,8 +69,8 @@ def test_the_run_leaves_the_lab_as_it_found_it(journals: dict[str, dict[str, Any
     assert set(rollbacks.values()) == {"succeeded"}, rollbacks
 
 
-def test_the_naive_fleet_collapses_and_the_run_deviates(journals: dict[str, dict[str, Any]]) -> None:
-    journal = journals["naive"]
+def test_the_naive_fleet_collapses_and_the_run_deviates(lease_journals: dict[str, dict[str, Any]]) -> None:
+    journal = lease_journals["naive"]
     assert journal["status"] == "completed" and journal["deviated"], journal["_log"]
     assert journal["_exit"] == 1, journal["_log"]
     assert journal["steady_states"]["before"]["steady_state_met"], journal["_log"]
@@ -98,8 +89,8 @@ def test_the_naive_fleet_collapses_and_the_run_deviates(journals: dict[str, dict
     assert numbers["double_owned"] == 0
 
 
-def test_the_hardened_fleet_is_back_within_the_limit(journals: dict[str, dict[str, Any]]) -> None:
-    journal = journals["hardened"]
+def test_the_hardened_fleet_is_back_within_the_limit(lease_journals: dict[str, dict[str, Any]]) -> None:
+    journal = lease_journals["hardened"]
     assert journal["status"] == "completed" and not journal["deviated"], journal["_log"]
     assert journal["_exit"] == 0, journal["_log"]
     assert journal["steady_states"]["before"]["steady_state_met"], journal["_log"]

@@ -11,6 +11,7 @@ import pytest
 
 from chaos_dynamo.config import load_topology
 from tests.conftest import BIN, ROOT
+from tests.integration._experiments import Session
 
 pytestmark = pytest.mark.integration
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -58,59 +59,47 @@ def test_python_shim_example(lab_env: dict[str, str]) -> None:
     assert "chaos-dynamo-plans" in result.stdout
 
 
-def test_retry_experiment_session(tmp_path: Path) -> None:
+def test_retry_experiment_session(retry_session: Session) -> None:
     """The retry section's session as written: the naive service deviates, the user's own
     command (here the hardened reference service, run as a command) holds. The windows are
-    shortened through the experiment's environment, as a CI job would."""
-    (tmp_path / "experiments").symlink_to(ROOT / "experiments")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CHAOS_DYNAMO_"))}
-    env |= {"PATH": f"{BIN}:{env.get('PATH', '')}", "CHAOS_DYNAMO_STATE": str(tmp_path / "lab.json"),
-            "CHAOS_DYNAMO_SERVICE_RATE": "2", "CHAOS_DYNAMO_SERVICE_WARMUP": "7",
-            "CHAOS_DYNAMO_BASELINE_SECONDS": "6", "CHAOS_DYNAMO_OUTAGE_SECONDS": "6",
-            "CHAOS_DYNAMO_RECOVERY_SECONDS": "6"}
-    script = "set -euo pipefail\ntrap 'chaos-dynamo lab down >/dev/null 2>&1 || true' EXIT\n" + snippet("retry-experiment")
-    result = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True,
-                            text=True, timeout=400)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-6000:]
+    shortened through the experiment's environment, as a CI job would. (The session runs
+    once, in conftest.py; test_retry_experiment.py checks its journals.)"""
+    result = retry_session
+    assert result.returncode == 0, result.output_tail()
+    assert [run["exit"] for run in result.runs] == [1, 0], result.output_tail()
     assert "the naive service storms: the hypothesis deviated" in result.stdout
     assert "'retry-amplification':" in result.stdout and "'attempts-per-call':" in result.stdout
     assert "lab stopped" in result.stdout
-    assert not (tmp_path / "lab.json").exists()
+    assert not (result.workdir / "lab.json").exists()
 
 
-def test_lease_experiment_session(tmp_path: Path) -> None:
+def test_lease_experiment_session(lease_session: Session) -> None:
     """The lease section's session as written, with the experiment's default settings: the
     naive fleet collapses, the hypothesis deviates, and the journal has the verdict and the
-    live-fraction timeline."""
-    (tmp_path / "experiments").symlink_to(ROOT / "experiments")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CHAOS_DYNAMO_"))}
-    env |= {"PATH": f"{BIN}:{env.get('PATH', '')}", "CHAOS_DYNAMO_STATE": str(tmp_path / "lab.json")}
-    script = "set -euo pipefail\ntrap 'chaos-dynamo lab down >/dev/null 2>&1 || true' EXIT\n" + snippet("lease-experiment")
-    result = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True,
-                            text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-6000:]
+    live-fraction timeline. (The session runs once, in conftest.py; test_lease_experiment.py
+    and test_lease_calibration.py check its journal.)"""
+    result = lease_session
+    assert result.returncode == 0, result.output_tail()
+    assert [run["exit"] for run in result.runs] == [1], result.output_tail()
     assert "the naive fleet collapsed: the hypothesis deviated" in result.stdout
     assert "collapsed over" in result.stdout, result.stdout[-3000:]
     fractions = re.search(r"^\[(1\.0, .*)\]$", result.stdout, re.M)
     assert fractions, result.stdout[-3000:]  # the timeline starts fully live...
     assert float(fractions.group(1).split(", ")[-1]) < 0.2  # ...and ends collapsed
     assert "lab stopped" in result.stdout
-    assert not (tmp_path / "lab.json").exists()
+    assert not (result.workdir / "lab.json").exists()
 
 
-def test_failover_experiment_session(tmp_path: Path) -> None:
+def test_failover_experiment_session(failover_session: Session) -> None:
     """The failover section's session as written, with the experiment's default settings: the
-    naive controller flaps, the hypothesis deviates, and the journal has the verdicts."""
-    (tmp_path / "experiments").symlink_to(ROOT / "experiments")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CHAOS_DYNAMO_"))}
-    env |= {"PATH": f"{BIN}:{env.get('PATH', '')}", "CHAOS_DYNAMO_STATE": str(tmp_path / "lab.json")}
-    script = "set -euo pipefail\ntrap 'chaos-dynamo lab down >/dev/null 2>&1 || true' EXIT\n" + snippet("failover-experiment")
-    result = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True,
-                            text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-6000:]
+    naive controller flaps, the hypothesis deviates, and the journal has the verdicts. (The
+    session runs once, in conftest.py; test_failover_experiment.py checks its journal.)"""
+    result = failover_session
+    assert result.returncode == 0, result.output_tail()
+    assert [run["exit"] for run in result.runs] == [1], result.output_tail()
     assert "the naive controller flapped: the hypothesis deviated" in result.stdout
     numbers = re.search(r"^flaps (\d+) min capacity ([\d.]+) oscillations (\d+)$", result.stdout, re.M)
     assert numbers, result.stdout[-3000:]
     assert int(numbers.group(1)) > 3 and float(numbers.group(2)) < 0.6 and int(numbers.group(3)) >= 1
     assert "lab stopped" in result.stdout
-    assert not (tmp_path / "lab.json").exists()
+    assert not (result.workdir / "lab.json").exists()

@@ -1,51 +1,24 @@
 """experiments/empty-endpoint-retry.json through the real `chaos` CLI: the naive reference
 service deviates (it storms), the hardened one holds, and the journal shows the numbers.
 
-The windows are shortened through the experiment's environment-typed configuration, as a
-team would in CI; the thresholds are the experiment's defaults.
+Both runs are the README's retry session (conftest.py): the naive service by kind, then the
+hardened reference service run as the user's own command (``orders``). The windows are
+shortened through the experiment's environment-typed configuration, as a team would in CI;
+the thresholds are the experiment's defaults.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from chaos_dynamo.services import registry, supervisor
-from tests.conftest import BIN, ROOT
+from tests.integration._experiments import Session
 
 pytestmark = pytest.mark.integration
 
-EXPERIMENT = ROOT / "experiments" / "empty-endpoint-retry.json"
-SHORT = {
-    "CHAOS_DYNAMO_SERVICE_RATE": "2",       # a low baseline, so a storm shows even on a slow machine
-    "CHAOS_DYNAMO_SERVICE_WARMUP": "7",
-    "CHAOS_DYNAMO_BASELINE_SECONDS": "6",
-    "CHAOS_DYNAMO_OUTAGE_SECONDS": "6",
-    "CHAOS_DYNAMO_RECOVERY_SECONDS": "6",
-}
 LIMITS = {"retry-amplification": 2.0, "attempts-per-call": 4.0, "recovery-herd": 3.0,
           "healthy-within-limit-of-restore": 30.0}
-
-
-def run_experiment(kind: str, env: dict[str, str], tmp_path: Path) -> dict[str, Any]:
-    journal = tmp_path / f"{kind}.json"
-    try:
-        done = subprocess.run(
-            [str(BIN / "chaos"), "run", "--journal-path", str(journal), str(EXPERIMENT)],
-            env=env | SHORT | {"CHAOS_DYNAMO_SERVICE_KIND": kind, "CHAOS_DYNAMO_SERVICE_NAME": f"exp-{kind}"},
-            cwd=tmp_path, capture_output=True, text=True, timeout=240)
-    except BaseException:  # a timeout: leave nothing running (the control's own stop is asserted below)
-        supervisor.stop(f"exp-{kind}", state=env["CHAOS_DYNAMO_STATE"])
-        raise
-    assert journal.exists(), done.stdout[-3000:] + done.stderr[-3000:]
-    result: dict[str, Any] = json.loads(journal.read_text())
-    result["_exit"] = done.returncode
-    result["_log"] = done.stdout[-4000:] + done.stderr[-4000:]
-    return result
 
 
 def after(journal: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -59,9 +32,8 @@ def report(journal: dict[str, Any]) -> dict[str, Any]:
     return dict(run["output"])
 
 
-def test_the_hardened_service_holds_and_the_journal_has_the_numbers(
-        lab_env: dict[str, str], lab_state_file: Path, tmp_path: Path) -> None:
-    journal = run_experiment("hardened", lab_env, tmp_path)
+def test_the_hardened_service_holds_and_the_journal_has_the_numbers(retry_session: Session) -> None:
+    journal = retry_session.journal(1)
     assert journal["status"] == "completed" and not journal["deviated"], journal["_log"]
     assert journal["steady_states"]["before"]["steady_state_met"], journal["_log"]
     probes = after(journal)
@@ -74,12 +46,11 @@ def test_the_hardened_service_holds_and_the_journal_has_the_numbers(
     assert numbers["dns_query_storm"]["value"] <= 6  # the documented tolerance
     assert numbers["backoff"]["details"]["jittered"] and numbers["backoff"]["details"]["growing"], numbers["backoff"]
     # The control stopped the service it started.
-    assert registry.read_record("exp-hardened", lab_state_file) is None
+    assert journal["_lab_after"]["record"] is None
 
 
-def test_the_naive_service_deviates_on_its_retry_storm(
-        lab_env: dict[str, str], lab_state_file: Path, tmp_path: Path) -> None:
-    journal = run_experiment("naive", lab_env, tmp_path)
+def test_the_naive_service_deviates_on_its_retry_storm(retry_session: Session) -> None:
+    journal = retry_session.journal(0)
     assert journal["status"] == "completed" and journal["deviated"], journal["_log"]
     assert journal["_exit"] == 1
     assert journal["steady_states"]["before"]["steady_state_met"], journal["_log"]
@@ -92,4 +63,4 @@ def test_the_naive_service_deviates_on_its_retry_storm(
     assert numbers["attempts_per_call"]["value"] > LIMITS["attempts-per-call"]
     assert numbers["dns_query_storm"]["value"] > 6
     assert not numbers["backoff"]["details"]["growing"], numbers["backoff"]
-    assert registry.read_record("exp-naive", lab_state_file) is None
+    assert journal["_lab_after"]["record"] is None
