@@ -153,10 +153,16 @@ def _cmdline(pid: int) -> str | None:
 @lab.command("up")
 @_with_up_options
 @click.option("--detach", is_flag=True, help="Run in the background; `lab down` stops it.")
+@click.option("--exit-with-parent", type=int, default=None, hidden=True,
+              help="Stop when the process with this pid, this lab's parent, is gone (verify's own labs).")
 def lab_up(config_path: str | None, seed: int | None, region: str | None, host: str | None,
            api_port: int | None, dns_port: int | None, lb_port: int | None, backend: str | None,
-           propagation_delay: float | None, state_file: str | None, detach: bool) -> None:
+           propagation_delay: float | None, state_file: str | None, detach: bool,
+           exit_with_parent: int | None) -> None:
     """Start a lab. Prints its addresses and the `export` lines to reach it."""
+    if detach and exit_with_parent is not None:
+        _fail("--exit-with-parent and --detach exclude each other: a detached lab outlives "
+              "the command that started it", EXIT_USAGE)
     path = state_path(state_file)
     try:
         topology = _topology(config_path, seed=seed, region=region, host=host, api_port=api_port,
@@ -172,10 +178,13 @@ def lab_up(config_path: str | None, seed: int | None, region: str | None, host: 
         _detach(path, config_path=config_path, seed=seed, region=region, host=host, api_port=api_port,
                 dns_port=dns_port, lb_port=lb_port, backend=backend, propagation_delay=propagation_delay)
         return
-    _serve(topology, path)
+    _serve(topology, path, exit_with_parent)
 
 
-def _serve(topology: Any, path: Path) -> None:
+def _serve(topology: Any, path: Path, parent: int | None = None) -> None:
+    """Run the lab until SIGTERM/SIGINT or, with ``parent``, until that process is no longer
+    this one's parent (it died, even by SIGKILL, and this process was handed to init or a
+    subreaper): a lab started for one verify run never outlives it."""
     from chaos_dynamo.lab.lab import Lab
 
     stop = threading.Event()
@@ -201,7 +210,9 @@ def _serve(topology: Any, path: Path) -> None:
         # Wake up now and then: a signal the kernel hands to another thread does not interrupt
         # a wait without timeout, and the handler only runs once this thread is back in Python.
         while not stop.wait(0.5):
-            pass
+            if parent is not None and os.getppid() != parent:
+                click.echo(f"the process that started this lab ({parent}) is gone: stopping", err=True)
+                break
     finally:
         click.echo("stopping the lab...", err=True)
         try:

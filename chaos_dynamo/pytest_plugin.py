@@ -44,6 +44,7 @@ from chaos_dynamo.errors import ChaosDynamoError, ConfigError
 from chaos_dynamo.lab.state import LabInfo
 
 if TYPE_CHECKING:
+    from chaos_dynamo.runner import Interrupt
     from chaos_dynamo.verify.core import Outcome
 
 INI_EXPERIMENTS = "chaos_dynamo_experiments"
@@ -225,6 +226,14 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             "`chaos-dynamo report JOURNAL... -o report.html` draws them")
 
 
+def stop_session_on_ctrl_c(outcome: Outcome, interrupt: Interrupt) -> None:
+    """Raise KeyboardInterrupt when Ctrl-C (or SIGTERM, SIGHUP) reached verify during the
+    run, which stopped chaos and restored the lab instead of pytest seeing it: stop the
+    session as Ctrl-C would. Only then: an outcome chaos interrupted by itself is a failure."""
+    if interrupt.requested.is_set():
+        raise KeyboardInterrupt(outcome.headline)
+
+
 @pytest.fixture(scope="session")
 def chaos_dynamo_lab(request: pytest.FixtureRequest) -> Iterator[LabInfo]:
     """A lab (embedded moto, DNS, LB fleet) running for the whole test session."""
@@ -270,13 +279,15 @@ def chaos_dynamo_env(chaos_dynamo_lab: LabInfo, chaos_dynamo_state_file: Path) -
     """The whole environment for a subprocess that should reach the lab:
     ``subprocess.run(cmd, env=chaos_dynamo_env)``.
 
-    It is this process's environment without its ``AWS_*`` and ``CHAOS_DYNAMO_*`` variables
-    (no profile or key of a real account leaks in), plus the lab's endpoints, test
-    credentials, ``CHAOS_DYNAMO_DNS`` (a Python subprocess resolves the lab's names through
-    the lab DNS) and ``CHAOS_DYNAMO_STATE``.
+    It is :meth:`LabInfo.process_env <chaos_dynamo.lab.state.LabInfo.process_env>` of this
+    process's environment, as ``chaos-dynamo verify`` gives ``chaos``: no ``AWS_*`` variable
+    of the caller's (no profile, key or endpoint of a real account leaks in), the shared
+    AWS config files hidden, plus the lab's endpoints, test credentials, ``CHAOS_DYNAMO_DNS``
+    (a Python subprocess resolves the lab's names through the lab DNS) and
+    ``CHAOS_DYNAMO_STATE``. Other ``CHAOS_DYNAMO_*`` settings pass through (an experiment's
+    ``CHAOS_DYNAMO_ENDPOINT``, or the call log of a ``chaos-dynamo audit`` running pytest).
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CHAOS_DYNAMO_"))}
-    return env | chaos_dynamo_lab.env() | {"CHAOS_DYNAMO_STATE": str(chaos_dynamo_state_file)}
+    return chaos_dynamo_lab.process_env(os.environ) | {"CHAOS_DYNAMO_STATE": str(chaos_dynamo_state_file)}
 
 
 @pytest.fixture
@@ -288,8 +299,10 @@ def chaos_dynamo_experiment(request: pytest.FixtureRequest,
     journal, its log and the lab timeline go to ``journal_dir`` (default: the session's
     journals directory). It does not assert anything: check ``outcome.status``,
     ``outcome.failures`` or the journal yourself. Ctrl-C during the run stops chaos (the
-    safety net restores the lab), then the session (KeyboardInterrupt).
+    safety net restores the lab), then the session (KeyboardInterrupt); a run that chaos
+    interrupted by itself (a control or safeguard) is a failed outcome, not Ctrl-C.
     """
+    from chaos_dynamo.runner import Interrupt
     from chaos_dynamo.verify.core import verify_experiment
 
     config = request.config
@@ -297,12 +310,10 @@ def chaos_dynamo_experiment(request: pytest.FixtureRequest,
     def run(path: str | Path, journal_dir: str | Path | None = None) -> Outcome:
         experiment = config.rootpath / path
         directory = Path(journal_dir) if journal_dir is not None else journals_dir(config)
+        interrupt = Interrupt()
         outcome = verify_experiment(experiment, journal_dir=directory,
-                                    state_file=str(chaos_dynamo_state_file), echo=print)
-        if outcome.status == "interrupted":
-            # Ctrl-C reached verify (which stopped chaos and restored the lab), not pytest:
-            # stop the session as Ctrl-C would.
-            raise KeyboardInterrupt(outcome.headline)
+                                    state_file=str(chaos_dynamo_state_file), echo=print, interrupt=interrupt)
+        stop_session_on_ctrl_c(outcome, interrupt)
         if outcome.journal is not None and journal_dir is None:
             config.stash[_RAN].append(outcome.journal)
         return outcome

@@ -18,16 +18,22 @@ service back. ``hold`` (the default): the hypothesis must hold throughout.
 Whatever happens, including Ctrl-C, the run finishes by checking the endpoint and, if it is
 still broken, restoring it, and says so. After an interrupted run it also stops the services
 (``chaos-dynamo service``) the run started and left running.
+
+Every process it starts reaches the lab and nothing else: ``chaos`` gets
+:meth:`LabInfo.process_env <chaos_dynamo.lab.state.LabInfo.process_env>` (the caller's
+``AWS_*`` settings, shared config files and instance metadata out), and ``chaos-dynamo run``
+and ``verify`` first put their own process in the same state (:func:`isolate_from_aws`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,6 +46,7 @@ import click
 from chaos_dynamo.clock import REAL_CLOCK, wait_until
 from chaos_dynamo.errors import LabError
 from chaos_dynamo.lab.state import LabInfo, read_state, remove_state, state_path, write_state
+from chaos_dynamo.processes import stop_process_group
 from chaos_dynamo.verify.experiments import (
     EXPECTATIONS,
     expectation,
@@ -50,16 +57,36 @@ from chaos_dynamo.verify.verdict import Safety, Verdict, clip, judge
 
 __all__ = [
     "EXPECTATIONS", "Interrupt", "Interrupted", "Planned", "RunResult", "Safety", "Verdict", "execute",
-    "expectation", "judge", "lab_for_run", "load_experiment", "must_deviate_on", "own_lab",
+    "expectation", "isolate_from_aws", "judge", "lab_for_run", "load_experiment", "must_deviate_on", "own_lab",
     "run_experiment", "running_lab", "signals_to",
 ]
 
 ROLLBACK_GRACE = 120.0
 """Seconds chaos gets to run its rollbacks after the one SIGINT passed on to it."""
+LAB_STOP_GRACE = 30.0
+"""Seconds an own lab gets to stop its services and itself after SIGTERM."""
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""What interrupts a run: Ctrl-C, ``kill``, and the terminal going away."""
+
+
+def isolate_from_aws(environ: MutableMapping[str, str] = os.environ) -> None:
+    """Leave this process's environment as :meth:`LabInfo.process_env` leaves a child's,
+    without a lab's variables: no ``AWS_*`` setting of the caller's, the shared config and
+    credentials files hidden, instance metadata off.
+
+    For ``chaos-dynamo run`` and ``verify``, which only ever talk to labs: their in-process
+    clients (the safety net, an embedded lab) and the labs they start would otherwise read
+    the caller's profile (``AWS_PROFILE=prod`` that exists on another machine stops every
+    boto3 client) or a service endpoint pointing at real AWS.
+    """
+    for key in [k for k in environ if k.startswith("AWS_")]:
+        del environ[key]
+    environ.update({"AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+                    "AWS_EC2_METADATA_DISABLED": "true"})
 
 
 class Interrupt:
-    """Ctrl-C or SIGTERM as the runs in progress see it.
+    """Ctrl-C, SIGTERM or SIGHUP as the runs in progress see it.
 
     The first asks them to stop: each ``chaos`` gets exactly one SIGINT and runs its
     rollbacks (a second SIGINT could cut them short), and nothing new starts. The second
@@ -80,8 +107,10 @@ class Interrupted(Exception):
 
 @contextmanager
 def signals_to(interrupt: Interrupt, on_signal: Callable[[Interrupt], None] | None = None) -> Iterator[None]:
-    """Turn SIGINT and SIGTERM into ``interrupt.signal()`` while the block runs (in the main
-    thread only: Python runs signal handlers there; elsewhere this does nothing)."""
+    """Turn SIGINT, SIGTERM and SIGHUP (:data:`SIGNALS`) into ``interrupt.signal()`` while the
+    block runs (in the main thread only: Python runs signal handlers there; elsewhere this
+    does nothing). SIGHUP too: a closed terminal must roll back like Ctrl-C, not kill the
+    run and orphan its labs."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -91,7 +120,7 @@ def signals_to(interrupt: Interrupt, on_signal: Callable[[Interrupt], None] | No
         if on_signal is not None:
             on_signal(interrupt)
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, handler) for s in SIGNALS}
     try:
         yield
     finally:
@@ -149,7 +178,10 @@ def own_lab(state: Path, seed: int | None, interrupt: Interrupt, timeout: float 
     Its own process means its own emulator (moto keeps its state per process, so two labs
     in one process would share zones and tables), its own free ports, and its own state
     file, next to which the services an experiment starts are recorded, and stopped with
-    the lab. Its output goes to ``STATE`` with the suffix ``.log``.
+    the lab. Its output goes to ``STATE`` with the suffix ``.log``. It runs in a session of
+    its own (a terminal's Ctrl-C reaches only this process, which stops it after the run)
+    and stops by itself when this process dies (``--exit-with-parent``): a verify killed
+    with SIGKILL leaves no lab behind.
 
     Raises:
         LabError: the lab did not start.
@@ -158,7 +190,8 @@ def own_lab(state: Path, seed: int | None, interrupt: Interrupt, timeout: float 
     state.parent.mkdir(parents=True, exist_ok=True)
     remove_state(state)
     log_path = state.with_suffix(".log")
-    command = [sys.executable, "-m", "chaos_dynamo.cli", "lab", "up", "--state-file", str(state)]
+    command = [sys.executable, "-m", "chaos_dynamo.cli", "lab", "up", "--state-file", str(state),
+               "--exit-with-parent", str(os.getpid())]
     command += ["--seed", str(seed)] if seed is not None else []
     with open(log_path, "wb") as log:
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -180,19 +213,9 @@ def own_lab(state: Path, seed: int | None, interrupt: Interrupt, timeout: float 
             raise LabError(f"the lab did not start (see {log_path}): {tail or 'no output'}")
         yield read_state(state)
     finally:
-        _stop_child(child)
+        # SIGTERM: the lab stops its services, then itself; SIGKILL if it does not.
+        stop_process_group(child, grace=LAB_STOP_GRACE)
         remove_state(state, pid=child.pid)
-
-
-def _stop_child(child: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (the lab stops its services, then itself), SIGKILL if it does not exit."""
-    if child.poll() is None:
-        child.terminate()
-    try:
-        child.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
 
 
 # --- the execution path ----------------------------------------------------------------------
@@ -255,7 +278,9 @@ def execute(planned: Sequence[Planned], info: LabInfo, state: Path, *, interrupt
     before = _services_marks(state)
     runs = _in_parallel([partial(_run_one, p, info, state, interrupt, chaos_to_log, announce) for p in planned])
     notes = []
-    if stop_services or any(r.interrupted for r in runs):
+    # chaos skips the rollbacks of a run it marks interrupted (ours, or a control's).
+    if stop_services or any(r.interrupted or _chaos_status(p.journal) == "interrupted"
+                            for p, r in zip(planned, runs, strict=True)):
         notes = _stop_services_started(state, before)
     safety = ensure_restored(info)
     results = []
@@ -268,6 +293,15 @@ def execute(planned: Sequence[Planned], info: LabInfo, state: Path, *, interrupt
         results.append(RunResult(p, verdict, run.exit, run.interrupted, sidecar, run.started,
                                  REAL_CLOCK.monotonic() - run.monotonic))
     return results
+
+
+def _chaos_status(journal: Path) -> str:
+    """The status chaos wrote in a journal ("" when there is no readable one)."""
+    try:
+        data = json.loads(journal.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    return str(data.get("status", "")) if isinstance(data, dict) else ""
 
 
 def _in_parallel(calls: Sequence[Callable[[], _ChaosRun]]) -> list[_ChaosRun]:
@@ -284,7 +318,7 @@ def _run_one(p: Planned, info: LabInfo, state: Path, interrupt: Interrupt, chaos
     p.journal.parent.mkdir(parents=True, exist_ok=True)
     for stale in (p.journal, p.lab_timeline, p.log):
         stale.unlink(missing_ok=True)
-    env = os.environ | info.env() | {"CHAOS_DYNAMO_STATE": str(state)}
+    env = info.process_env(os.environ) | {"CHAOS_DYNAMO_STATE": str(state)}
     logging = ["--no-log-file"] if chaos_to_log else ["--log-file", str(p.log)]
     command = chaos_command() + ["--no-version-check", *logging, "run", "--journal-path", str(p.journal),
                                  str(p.path)]
@@ -363,6 +397,7 @@ def run_experiment(experiment_path: Path, journal: Path | None = None, state_fil
     experiment = load_experiment(experiment_path)
     expect = expectation(experiment)
     must_deviate_on(experiment)  # checked before any lab starts
+    isolate_from_aws()
     planned = Planned(experiment_path, journal or Path("journals") / f"{experiment_path.stem}.json", expect,
                       str(experiment.get("title", "")))
     interrupt = Interrupt()

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chaos_dynamo.errors import ConfigError
 from chaos_dynamo.report import model, svg
 from chaos_dynamo.report.collect import sidecar_path, write_text_atomically
+from chaos_dynamo.report.markup import escape
 from chaos_dynamo.report.model import ExperimentReport
 
 if TYPE_CHECKING:

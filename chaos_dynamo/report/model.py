@@ -181,18 +181,21 @@ def expectation_of(journal: Mapping[str, Any]) -> str:
 
 def verdict_from_journal(path: Path, journal: Mapping[str, Any]) -> Verdict:
     """The runner's rules (:func:`chaos_dynamo.runner.judge`) on the journal alone. The
-    runner's after-run endpoint check is not in a journal, so it counts as passed."""
+    runner's after-run endpoint check is not in a journal, so it counts as passed.
+
+    A journal chaos marked ``interrupted`` is a failure when the chaos log next to it says
+    why chaos stopped the run itself (a control or safeguard); else it is taken for Ctrl-C:
+    the journal alone cannot tell."""
     from chaos_dynamo.runner import Safety, judge
+    from chaos_dynamo.verify.verdict import chaos_critical
 
     expect = expectation_of(journal)
+    ctrl_c = journal.get("status") == "interrupted" and not chaos_critical(path.with_suffix(".log"))
     try:
-        judged = judge(path, expect, 0, Safety(0, True, False), False)
+        judged = judge(path, expect, 0, Safety(0, True, False), ctrl_c)
     except ConfigError as exc:  # a malformed chaos-dynamo extension in the experiment
         return Verdict("error", f"ERROR: {exc}", expect, first_failure(journal, expect))
-    status = getattr(judged, "status", "") or ("passed" if judged.ok else "failed")
-    if status not in STATUSES:
-        status = "error"
-    return Verdict(status, judged.headline, expect, _first(getattr(judged, "failures", []), journal, expect))
+    return Verdict(judged.status, judged.headline, expect, _first(judged.failures, journal, expect))
 
 
 def verdict_from_outcome(outcome: Outcome, journal: Mapping[str, Any] | None) -> Verdict:
@@ -203,42 +206,36 @@ def verdict_from_outcome(outcome: Outcome, journal: Mapping[str, Any] | None) ->
 
 def _first(failures: Sequence[Failure], journal: Mapping[str, Any] | None, expect: str) -> FirstFailure | None:
     """The first of verify's failures (they come in reading order); without any, the first
-    probe out of tolerance in the journal, a reproduction's expected deviation included."""
+    failure in the journal, a reproduction's expected deviation included."""
     if failures:
-        f = failures[0]
-        return FirstFailure(f.phase, f.activity, "" if f.tolerance is None else tolerance_text(f.tolerance),
-                            "" if f.value is None else value_text(f.value, f.tolerance), f.message)
+        return _shown(failures[0])
     return first_failure(journal, expect) if journal is not None else None
 
 
 def first_failure(journal: Mapping[str, Any], expect: str) -> FirstFailure | None:
-    """The first probe out of tolerance or action that raised, in the order chaos ran them."""
-    steady = journal.get("steady_states") or {}
-    candidates: list[tuple[str, JsonDict]] = [("before", p) for p in (steady.get("before") or {}).get("probes", [])]
-    candidates += [("method", r) for r in journal.get("run") or []]
-    candidates += [("after", p) for p in (steady.get("after") or {}).get("probes", [])]
-    candidates += [("rollback", r) for r in journal.get("rollbacks") or []]
-    for phase, record in candidates:
-        if not isinstance(record, dict):
-            continue
-        activity = record.get("activity") or {}
-        name = str(activity.get("name", "?"))
-        if record.get("tolerance_met") is False:
-            tolerance = activity.get("tolerance")
-            value = value_text(record.get("output"), tolerance)
-            return FirstFailure(phase, name, tolerance_text(tolerance), value,
-                                f"{name} = {value}, tolerance {tolerance_text(tolerance)}",
-                                expected=phase == "after" and expect == "deviate")
-        if record.get("status") == "failed":
-            error = exception_text(record)
-            return FirstFailure(phase, name, "", error, f"{name} raised: {error}")
-    return None
+    """The first probe out of tolerance or activity that raised, in the order chaos ran them
+    (:func:`chaos_dynamo.verify.verdict.journal_failures`, the verdict's own reading)."""
+    from chaos_dynamo.verify.verdict import journal_failures
+
+    found = journal_failures(journal)
+    if not found:
+        return None
+    return _shown(found[0], expected=found[0].phase == "after" and expect == "deviate")
+
+
+def _shown(f: Failure, expected: bool = False) -> FirstFailure:
+    """A verdict's failure as the verdict table shows it: tolerance and value as text."""
+    tolerance = "" if f.tolerance is None else tolerance_text(f.tolerance)
+    value = "" if f.value is None else (clip(f.value, 200) if isinstance(f.value, str) and not tolerance
+                                        else value_text(f.value, f.tolerance))
+    return FirstFailure(f.phase, f.activity, tolerance, value, f.message, expected)
 
 
 def exception_text(record: Mapping[str, Any]) -> str:
-    """The last line of an activity's exception (chaoslib keeps the traceback as a list)."""
-    lines = [line.strip() for line in "".join(record.get("exception") or []).splitlines() if line.strip()]
-    return clip(lines[-1] if lines else "failed", 200)
+    """The last line of an activity's exception, as the verdict reads it, clipped."""
+    from chaos_dynamo.verify.verdict import exception_text as last_line
+
+    return clip(last_line(record), 200)
 
 
 # --- text of values ----------------------------------------------------------------------------

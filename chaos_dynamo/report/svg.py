@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from html import escape
 
 from chaos_dynamo.report.charts import Chart, Series
+from chaos_dynamo.report.markup import escape
 from chaos_dynamo.report.model import Window
 
 __all__ = ["WIDTH", "HEIGHT", "PLOT", "Palette", "Scale", "legend_items", "nice_ticks", "render_chart", "step_path"]

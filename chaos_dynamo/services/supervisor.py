@@ -483,9 +483,10 @@ def instance_argv(spec: ServiceSpec, index: int, ready_file: Path) -> list[str]:
 def instance_env(spec: ServiceSpec, index: int, lab: LabInfo, state_file: Path,
                  source_address: str, base: dict[str, str] | None = None,
                  parent: int | None = None) -> dict[str, str]:
-    """The environment of instance ``index``: ``base`` (default: this process's), the lab's
-    and the attribution contract."""
-    env = dict(os.environ if base is None else base) | lab.env() | {
+    """The environment of instance ``index``: ``base`` (default: this process's) as
+    :meth:`LabInfo.process_env` leaves it (reaching the lab and nothing else), and the
+    attribution contract."""
+    env = lab.process_env(os.environ if base is None else base) | {
         "AWS_SDK_UA_APP_ID": spec.name,
         "CHAOS_DYNAMO_SERVICE": spec.name,
         "CHAOS_DYNAMO_CALL_LOG": str(calls_dir(state_file)),

@@ -10,9 +10,14 @@ code  meaning
 3     infrastructure: an experiment could not be judged (the lab did not start,
       the chaos CLI is missing or crashed) or a report could not be written; no
       experiment failed
-130   interrupted (Ctrl-C, SIGTERM): the running experiments rolled back, the
-      reports cover what ran
+130   interrupted by chaos-dynamo's own interrupt (Ctrl-C, SIGTERM, SIGHUP): the
+      running experiments rolled back, the reports cover what ran. A run that chaos
+      interrupted by itself (a control or safeguard raised InterruptExecution) is a
+      failed experiment: 1
 ====  ===========================================================================
+
+verify talks to labs only: its process drops the caller's ``AWS_*`` settings first
+(:func:`chaos_dynamo.runner.isolate_from_aws`), as every process it starts does.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import click
 
 from chaos_dynamo.clock import REAL_CLOCK
 from chaos_dynamo.errors import ConfigError
-from chaos_dynamo.runner import Interrupt, running_lab, signals_to
+from chaos_dynamo.runner import Interrupt, isolate_from_aws, running_lab, signals_to
 from chaos_dynamo.verify.core import Outcome, Progress, counts, verify_all
 from chaos_dynamo.verify.experiments import expand
 from chaos_dynamo.verify.junit import write_junit
@@ -48,11 +53,12 @@ class Outputs:
 
 
 def exit_code(outcomes: Sequence[Outcome], interrupted: bool) -> int:
-    """The run's exit code (module docstring): interrupted, else a failure, else an error."""
+    """The run's exit code (module docstring): 130 only when ``interrupted`` (verify's own
+    interrupt was requested), else a failure, else an error."""
     n = counts(outcomes)
-    if interrupted or n["interrupted"]:
+    if interrupted:
         return EXIT_INTERRUPTED
-    if n["failed"]:
+    if n["failed"] or n["interrupted"]:  # "interrupted" without our interrupt: not Ctrl-C
         return EXIT_FAILED
     if n["error"]:
         return EXIT_INFRA
@@ -79,6 +85,7 @@ def run_verify(paths: Sequence[Path], *, journals: Path, outputs: Outputs, jobs:
         LabError: ``state_file`` names no running lab (before anything runs): exit 3.
     """
     specs = expand(default_paths(paths), note=echo)
+    isolate_from_aws()
     shared = running_lab(state_file)
     where = (f"on the running lab ({shared.api_url}), batches of disjoint namespaces" if shared
              else "each on a lab of its own")

@@ -9,29 +9,24 @@ judged (no journal, the lab did not start) or was interrupted has an ``<error>``
 lines are the element's text and the test case's ``<system-out>``.
 
 Text that XML 1.0 cannot carry (control characters in an exception message, say) is written
-as ``\\xNN`` escapes, so the file is always well-formed.
+as ``\\xNN`` escapes (:func:`chaos_dynamo.report.markup.xml_text`, which the HTML report
+uses too), so the file is always well-formed.
 """
 
 from __future__ import annotations
 
-import re
 import socket
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
+from chaos_dynamo.report.markup import xml_text
 from chaos_dynamo.verify.core import Outcome, counts
 
+__all__ = ["SUITE", "failure_message", "junit_xml", "timestamp", "write_junit", "xml_text"]
+
 SUITE = "chaos-dynamo"
-
-_NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-
-
-def xml_text(text: str) -> str:
-    """``text`` with every character XML 1.0 forbids replaced by a visible escape."""
-    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
-                        else f"\\u{ord(m.group()):04x}", text)
 
 
 def timestamp(seconds: float) -> str:

@@ -7,11 +7,18 @@ journal and decides, in this order (the first rule that applies gives the headli
 ==============================================  ==========  ==========================
 what happened                                   status      failures (phase)
 ==============================================  ==========  ==========================
-interrupted (Ctrl-C, SIGTERM)                   interrupted
+interrupted by chaos-dynamo (Ctrl-C, SIGTERM,   interrupted
+SIGHUP)
 no journal (chaos crashed, could not start)     error
+chaos interrupted the run itself (a control     failed      (method), then rollbacks
+or safeguard raised InterruptExecution)                     and safety net as below
 steady state not met before the method          failed      the probe (before)
+steady state not checked before the method      failed      (before)
 a method action raised                          failed      each such action (method)
 chaos ended with status failed/aborted          failed      raising probes (after)
+no hypothesis, expect=deviate                   failed      (expectation)
+no hypothesis, expect=hold: rollback failed     failed      (rollback) / (safety)
+or the safety net restored; else passed
 steady state not checked after the method       failed      (after)
 expect=deviate: no action in the method         failed      (expectation)
 expect=deviate: the hypothesis held             failed      the probes that held
@@ -19,6 +26,14 @@ expect=deviate: deviated on other probes        failed      (expectation)
 rollback failed or the safety net restored      failed      (rollback) / (safety)
 expect=hold: the hypothesis deviated            failed      the probes (after)
 ==============================================  ==========  ==========================
+
+Chaos Toolkit allows an experiment without a ``steady-state-hypothesis`` ("just
+exploring"): the before/after rules do not apply to it, but raised actions, rollbacks and
+the safety net do; it cannot deviate, so ``expect: deviate`` fails.
+
+A verdict's status is decided explicitly, never read off an empty failure list, and a
+``failed`` verdict always carries at least one :class:`Failure` (:class:`Verdict` adds one
+from the headline if a rule gave none), so no failing rule can turn into a pass.
 
 Each :class:`Failure` carries the activity's name, its tolerance and its value (a probe's
 output, an action's exception), so a CI report can say ``endpoint-resolves = 0 outside
@@ -29,6 +44,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +53,8 @@ from chaos_dynamo.verify.experiments import must_deviate_on
 
 STATUSES = ("passed", "failed", "error", "interrupted")
 _MODULE_PATH = re.compile(r"^(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_]\w*:)")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_CRITICAL = re.compile(r"^\[[^\]\n]* CRITICAL\] (?:\[[\w.]+:\d+\] )?(.*)$", re.M)
 
 
 @dataclass(frozen=True)
@@ -71,31 +89,50 @@ class Safety:
 
 @dataclass
 class Verdict:
-    """Whether the experiment did what it declares: a headline, the lines behind it, a
-    status (one of :data:`STATUSES`) and the failures, first the one to read first."""
+    """Whether the experiment did what it declares: a status (one of :data:`STATUSES`), a
+    headline, the lines behind it and the failures, first the one to read first.
 
-    ok: bool
+    ``failed`` always comes with a failure (one is made from the headline when none is
+    given); ``passed`` never does (ValueError: a rule contradicts itself).
+    """
+
+    status: str
     headline: str
     lines: list[str] = field(default_factory=list)
-    status: str = ""
     failures: list[Failure] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if not self.status:
-            self.status = "passed" if self.ok else "failed"
+        if self.status not in STATUSES:
+            raise ValueError(f"verdict status {self.status!r} is not one of {STATUSES}")
+        if self.status == "passed" and self.failures:
+            raise ValueError(f"a passing verdict with failures: {self.failures}")
+        if self.status == "failed" and not self.failures:
+            self.failures = [Failure("expectation", "", None, None, self.headline)]
+
+    @property
+    def ok(self) -> bool:
+        """The experiment did what it declares."""
+        return self.status == "passed"
 
 
 def judge(journal_path: Path, expect: str, chaos_exit: int, safety: Safety, interrupted: bool) -> Verdict:
-    """Read the journal at ``journal_path`` and decide (see :func:`judge_journal`)."""
+    """Read the journal at ``journal_path`` and decide (see :func:`judge_journal`).
+
+    When chaos marked the run interrupted on its own, its reason is read from the chaos log
+    next to the journal (``<journal>.log``, where the runner sends it).
+    """
     try:
         journal = json.loads(journal_path.read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError) as exc:
         return judge_journal(None, expect, chaos_exit, safety, interrupted, missing=str(exc))
-    return judge_journal(journal, expect, chaos_exit, safety, interrupted)
+    reason = ""
+    if isinstance(journal, dict) and journal.get("status") == "interrupted" and not interrupted:
+        reason = chaos_critical(journal_path.with_suffix(".log"))
+    return judge_journal(journal, expect, chaos_exit, safety, interrupted, chaos_reason=reason)
 
 
 def judge_journal(journal: dict[str, Any] | None, expect: str, chaos_exit: int, safety: Safety,
-                  interrupted: bool, missing: str = "") -> Verdict:
+                  interrupted: bool, missing: str = "", chaos_reason: str = "") -> Verdict:
     """Decide whether the run did what the experiment declares (rules in the module docstring).
 
     Args:
@@ -103,22 +140,23 @@ def judge_journal(journal: dict[str, Any] | None, expect: str, chaos_exit: int, 
         expect: ``hold`` or ``deviate`` (the experiment's chaos-dynamo extension).
         chaos_exit: the exit code of ``chaos run`` (reported, never trusted alone).
         safety: the endpoints as found after the run.
-        interrupted: the run was cut short by Ctrl-C or SIGTERM.
+        interrupted: chaos-dynamo cut the run short (Ctrl-C, SIGTERM, SIGHUP). A journal
+            that chaos marked ``interrupted`` without it is a failed run, not Ctrl-C.
+        chaos_reason: why chaos interrupted the run by itself, when known (its log).
     """
     lines = ["the run was interrupted (Ctrl-C)"] if interrupted else []
     if journal is None:
         lines += _safety_lines(safety)
         if interrupted:
-            return Verdict(False, "INTERRUPTED: the run did not finish (no journal)", lines, "interrupted")
-        return Verdict(False, f"ERROR: no journal from chaos ({missing}); chaos exited {chaos_exit}",
-                       lines, "error")
+            return Verdict("interrupted", "INTERRUPTED: the run did not finish (no journal)", lines)
+        return Verdict("error", f"ERROR: no journal from chaos ({missing}); chaos exited {chaos_exit}", lines)
     run = _Run(journal, safety)
     lines += run.lines(expect, chaos_exit)
-    if interrupted or run.status == "interrupted":
-        return Verdict(False, "INTERRUPTED: the run did not finish"
-                       + ("; the endpoint is restored" if safety.roundtrip else ""), lines, "interrupted")
-    headline, failures = _decide(run, expect)
-    return Verdict(not failures, headline, lines, failures=failures)
+    if interrupted:
+        return Verdict("interrupted", "INTERRUPTED: the run did not finish"
+                       + ("; the endpoint is restored" if safety.roundtrip else ""), lines)
+    passed, headline, failures = _decide(run, expect, chaos_reason)
+    return Verdict("passed" if passed else "failed", headline, lines, failures)
 
 
 class _Run:
@@ -126,19 +164,25 @@ class _Run:
 
     def __init__(self, journal: dict[str, Any], safety: Safety) -> None:
         steady = journal.get("steady_states") or {}
+        experiment = journal.get("experiment") or {}
         self.journal = journal
         self.safety = safety
         self.before: dict[str, Any] = steady.get("before") or {}
         self.after: dict[str, Any] = steady.get("after") or {}
-        self.actions = [r for r in journal.get("run", []) if r.get("activity", {}).get("type") == "action"]
-        self.rollbacks: list[dict[str, Any]] = journal.get("rollbacks", [])
+        # chaos allows none ("just exploring"): then it writes no steady state at all.
+        self.hypothesis = bool(experiment.get("steady-state-hypothesis")) or bool(self.before)
+        self.actions = [r for r in _records(journal.get("run")) if r.get("activity", {}).get("type") == "action"]
+        self.rollbacks = _records(journal.get("rollbacks"))
         self.status = journal.get("status")
 
     def lines(self, expect: str, chaos_exit: int) -> list[str]:
         """What happened, one line per step, as the runner prints it."""
         out = [f"experiment: {self.journal.get('experiment', {}).get('title', '?')}  "
-               f"(chaos status {self.status!r}, exit {chaos_exit}; expected to {expect})",
-               f"steady state before: {'met' if self.before.get('steady_state_met') else 'NOT met'}"]
+               f"(chaos status {self.status!r}, exit {chaos_exit}; expected to {expect})"]
+        if not self.hypothesis:
+            out.append("steady state: none (the experiment has no steady-state-hypothesis)")
+        else:
+            out.append(f"steady state before: {'met' if self.before.get('steady_state_met') else 'NOT met'}")
         out += [f"  {x}" for x in _probe_lines(self.before.get("probes", []))]
         for r in self.actions:
             out.append(f"method: {r['activity'].get('name')} {r.get('status')}"
@@ -152,7 +196,7 @@ class _Run:
 
     def restore_failures(self) -> list[Failure]:
         """Rollbacks that raised, and what the safety net found broken after the run."""
-        failures = [_action_failure(r, "rollback") for r in self.rollbacks if r.get("status") != "succeeded"]
+        failures = [_action_failure(r, "rollback") for r in _raised(self.rollbacks)]
         s = self.safety
         if s.error:
             failures.append(Failure("safety", "", None, s.error, f"the endpoint check after the run failed: "
@@ -164,60 +208,133 @@ class _Run:
         return failures
 
 
-def _decide(run: _Run, expect: str) -> tuple[str, list[Failure]]:
-    """The headline and the failures (none: the experiment did what it declares)."""
-    if not run.before.get("steady_state_met"):
-        return ("FAILED: the steady state did not hold before the method, so nothing was tested "
-                "(is the lab healthy?)", _probe_failures(run.before, "before"))
-    raised = [r for r in run.actions if r.get("status") != "succeeded"]
+_Decision = tuple[bool, str, list[Failure]]
+"""(passed, headline, failures): every rule says explicitly whether the run passed."""
+
+
+def _failed(headline: str, failures: list[Failure]) -> _Decision:
+    return False, headline, failures
+
+
+def _decide(run: _Run, expect: str, chaos_reason: str = "") -> _Decision:
+    """The verdict's rules in order (module docstring); the first that applies decides."""
+    if run.status == "interrupted":  # chaos-dynamo's own interrupt was handled before
+        reason = chaos_reason or ("a control or safeguard raised InterruptExecution, or chaos got a signal "
+                                  "chaos-dynamo did not send; see the chaos log")
+        return _failed(f"FAILED: chaos interrupted the run: {clip(reason, 200)}",
+                       [Failure("method", "", None, reason, f"chaos interrupted the run: {clip(reason, 300)} (method)")]
+                       + run.restore_failures())
+    if run.hypothesis and not run.before.get("steady_state_met"):
+        if not run.before:
+            return _failed("FAILED: the steady state was not checked before the method",
+                           [Failure("before", "", None, None, "the steady state was not checked before the "
+                                                              "method (before)")])
+        return _failed("FAILED: the steady state did not hold before the method, so nothing was tested "
+                       "(is the lab healthy?)", _probe_failures(run.before, "before"))
+    if not run.hypothesis and expect == "deviate":
+        return _failed("FAILED: the experiment declares a reproduction but has no steady-state-hypothesis, "
+                       "so it cannot deviate",
+                       [Failure("expectation", "", None, None, "a reproduction needs a steady-state-hypothesis "
+                                                               "that the fault breaks (expectation)")])
+    raised = _raised(run.actions)
     if raised:
-        return "FAILED: a method action raised; see the journal", [_action_failure(r, "method") for r in raised]
+        return _failed("FAILED: a method action raised; see the journal", [_action_failure(r, "method") for r in raised])
     if run.status in ("failed", "aborted"):
-        return (f"FAILED: chaos ended the run with status {run.status!r}; see the journal",
-                _probe_failures(run.after, "after")
-                or [Failure("method", "", None, run.status, f"chaos ended the run with status {run.status!r} (method)")])
+        return _failed(f"FAILED: chaos ended the run with status {run.status!r}; see the journal",
+                       _probe_failures(run.after, "after")
+                       or [Failure("method", "", None, run.status,
+                                   f"chaos ended the run with status {run.status!r} (method)")])
+    if not run.hypothesis:
+        return _decide_without_hypothesis(run)
     if not run.after:
-        return ("FAILED: the steady state was not checked after the method",
-                [Failure("after", "", None, None, "the steady state was not checked after the method (after)")])
+        return _failed("FAILED: the steady state was not checked after the method",
+                       [Failure("after", "", None, None, "the steady state was not checked after the method (after)")])
     if expect == "deviate":
         return _decide_reproduction(run)
     if run.after.get("steady_state_met") is not True or run.journal.get("deviated"):
-        return "DEVIATED: the hypothesis did not hold", _probe_failures(run.after, "after")
+        return _failed("DEVIATED: the hypothesis did not hold", _probe_failures(run.after, "after"))
     restore = run.restore_failures()
     if restore:
-        return "FAILED: service was not restored after the run", restore
-    return "HELD: the hypothesis held and service is healthy", []
+        return _failed("FAILED: service was not restored after the run", restore)
+    return True, "HELD: the hypothesis held and service is healthy", []
 
 
-def _decide_reproduction(run: _Run) -> tuple[str, list[Failure]]:
+def _decide_without_hypothesis(run: _Run) -> _Decision:
+    """expect=hold, no steady-state-hypothesis: every action ran; rollbacks and the safety
+    net still judge what the run left behind."""
+    restore = run.restore_failures()
+    if restore:
+        return _failed("FAILED: service was not restored after the run", restore)
+    return (True, "RAN: no steady-state hypothesis to check; every action succeeded and service is healthy",
+            [])
+
+
+def _decide_reproduction(run: _Run) -> _Decision:
     """expect=deviate: the fault must break the hypothesis (on the named probes) and the
     rollback must restore service."""
     if not run.actions:
-        return ("FAILED: the experiment declares a reproduction but its method has no action",
-                [Failure("expectation", "", None, None, "a reproduction needs an action in its method (expectation)")])
-    probes: list[dict[str, Any]] = run.after.get("probes", [])
+        return _failed("FAILED: the experiment declares a reproduction but its method has no action",
+                       [Failure("expectation", "", None, None,
+                                "a reproduction needs an action in its method (expectation)")])
+    probes = _records(run.after.get("probes"))
     wanted = must_deviate_on(run.journal.get("experiment", {}))
     if run.after.get("steady_state_met") is not False:
         held = [p for p in probes if not wanted or p.get("activity", {}).get("name") in wanted]
-        return ("NOT REPRODUCED: the hypothesis still held after the fault",
-                [_held_failure(p, "the fault was expected to break it") for p in held]
-                or [Failure("expectation", "", None, None, "the hypothesis still held after the fault (expectation)")])
+        return _failed("NOT REPRODUCED: the hypothesis still held after the fault",
+                       [_held_failure(p, "the fault was expected to break it") for p in held]
+                       or [Failure("expectation", "", None, None,
+                                   "the hypothesis still held after the fault (expectation)")])
     failed = [p.get("activity", {}).get("name") for p in probes if p.get("tolerance_met") is False]
     if wanted and not set(failed) & set(wanted):
         held = [p for p in probes if p.get("activity", {}).get("name") in wanted]
-        return (f"NOT REPRODUCED: the hypothesis deviated on {failed}, not on {wanted} as the experiment intends",
-                [_held_failure(p, f"the experiment expects a deviation on {wanted}") for p in held]
-                + [_probe_failure(p, "after", f"; the experiment expects a deviation on {wanted}")
-                   for p in probes if p.get("tolerance_met") is False])
+        return _failed(f"NOT REPRODUCED: the hypothesis deviated on {failed}, not on {wanted} as the experiment "
+                       "intends",
+                       [_held_failure(p, f"the experiment expects a deviation on {wanted}") for p in held]
+                       + [_probe_failure(p, "after", f"; the experiment expects a deviation on {wanted}")
+                          for p in probes if p.get("tolerance_met") is False])
     restore = run.restore_failures()
     if restore:
-        return "FAILED: the outage was reproduced, but the rollback did not restore service", restore
-    return (f"REPRODUCED: the hypothesis deviated on {', '.join(map(str, failed))} as the fault intended, "
-            "and the rollback restored service", [])
+        return _failed("FAILED: the outage was reproduced, but the rollback did not restore service", restore)
+    return (True, f"REPRODUCED: the hypothesis deviated on {', '.join(map(str, failed))} as the fault intended, "
+                  "and the rollback restored service", [])
 
 
-def _probe_failures(state: dict[str, Any], phase: str) -> list[Failure]:
-    return [_probe_failure(p, phase) for p in state.get("probes", []) if p.get("tolerance_met") is False]
+def journal_failures(journal: Mapping[str, Any]) -> list[Failure]:
+    """Everything in a journal that failed, in the order chaos ran it: steady-state probes
+    outside their tolerance (or that raised) before the method, method activities that
+    raised, probes outside tolerance after it, rollbacks that raised. No verdict is implied
+    (a reproduction's "after" probes are meant to fail): what a report shows when it has
+    no verdict's failures to go by."""
+    steady = journal.get("steady_states") or {}
+    return (_probe_failures(steady.get("before") or {}, "before")
+            + [_action_failure(r, "method") for r in _raised(_records(journal.get("run")))]
+            + _probe_failures(steady.get("after") or {}, "after")
+            + [_action_failure(r, "rollback") for r in _raised(_records(journal.get("rollbacks")))])
+
+
+def chaos_critical(log: Path) -> str:
+    """The last CRITICAL line of a chaos log (console or log-file format), without its time,
+    level and source: chaos logs why a control or safeguard interrupted the run that way.
+    "" when the log is missing or has none."""
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    found = _CRITICAL.findall(_ANSI.sub("", text))
+    return found[-1].strip() if found else ""
+
+
+def _records(value: object) -> list[dict[str, Any]]:
+    """The activity records of a journal list (anything else in it ignored)."""
+    return [r for r in value if isinstance(r, dict)] if isinstance(value, list) else []
+
+
+def _raised(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in records if r.get("status") != "succeeded"]
+
+
+def _probe_failures(state: Mapping[str, Any], phase: str) -> list[Failure]:
+    return [_probe_failure(p, phase) for p in _records(state.get("probes")) if p.get("tolerance_met") is False]
 
 
 def _probe_failure(run: dict[str, Any], phase: str, why: str = "") -> Failure:
@@ -244,12 +361,13 @@ def _held_failure(run: dict[str, Any], why: str) -> Failure:
 
 
 def _action_failure(run: dict[str, Any], phase: str) -> Failure:
+    """An activity that raised (an action; in the method, a probe too)."""
     name = str(run.get("activity", {}).get("name", "?"))
     value = exception_text(run)
     return Failure(phase, name, None, value, f"{name} raised {clip(value, 300)} ({phase})")
 
 
-def exception_text(run: dict[str, Any]) -> str:
+def exception_text(run: Mapping[str, Any]) -> str:
     """The last line of an activity's exception in the journal (chaoslib keeps the traceback
     as a list of lines), without chaoslib's ``ActivityFailed`` wrapper and the exception's
     module path: ``ConfigError: endpoint: ... is not an endpoint of the lab``."""

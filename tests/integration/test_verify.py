@@ -2,13 +2,17 @@
 
 One verify run (module-scoped, reused by every assertion) over copies of the smoke experiment
 and two samples that `chaos run` passes although they test nothing: a baseline that fails
-before the method, and a method action that raises. Then what plain `chaos run` says about
-the failing baseline (exit 0: why the gate exists), bad input (exit 2, nothing runs), and
-Ctrl-C (exit 130, the running experiment's lab restored, JUnit for what ran).
+before the method, and a method action that raises. Every verify here runs with AWS settings
+that point at a real account (:data:`REAL_AWS`): the smoke experiment passing is the proof
+that none reaches verify, its labs or chaos. Then what plain `chaos run` says about the
+failing baseline (exit 0: why the gate exists), bad input (exit 2, nothing runs), Ctrl-C
+(exit 130, the running experiment's lab restored, JUnit for what ran), and SIGKILL (its
+labs stop by themselves).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -19,6 +23,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+import junitparser
 import pytest
 import xmlschema
 
@@ -31,12 +36,19 @@ SAMPLES = ROOT / "tests" / "data" / "experiments"
 SMOKE = ROOT / "experiments" / "endpoint-empty-smoke.json"
 SCHEMA = ROOT / "tests" / "data" / "junit.xsd"
 NAMES = ["action-raises", "endpoint-empty-smoke", "failing-baseline"]
+REAL_AWS = {"AWS_ENDPOINT_URL_DYNAMODB": "https://dynamodb.us-east-1.amazonaws.com", "AWS_PROFILE": "prod",
+            "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true"}
+"""A developer's shell aimed at production. Were any of it to reach a process verify runs,
+the smoke experiment would fail: the profile does not exist here (boto3 refuses every
+client), the endpoint is not the lab's, and the last variable makes clients ignore the
+lab's AWS_ENDPOINT_URL*. No request leaves the machine either way: there is no route."""
 
 
 def clean_env(work: Path) -> dict[str, str]:
-    """No lab in the environment: verify must start a lab of its own per experiment."""
+    """No lab in the environment (verify must start a lab of its own per experiment), and
+    the caller's AWS settings aimed at a real account (:data:`REAL_AWS`)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CHAOS_DYNAMO_", "GITHUB_"))}
-    return env | {"GITHUB_STEP_SUMMARY": str(work / "step-summary.md")}
+    return env | REAL_AWS | {"GITHUB_STEP_SUMMARY": str(work / "step-summary.md")}
 
 
 @dataclass
@@ -107,6 +119,20 @@ def test_the_junit_xml_is_valid_and_names_the_failing_probe_tolerance_and_value(
                                      "['dynamodb.us-east-1.amazonaws.com', 'dynamodb-fips.us-east-1.amazonaws.com', "
                                      "'dynamodb.us-east-1.api.aws'] (method)")
     assert "chaos status 'completed', exit 0" in (raised.text or "")  # chaos itself saw no problem
+
+
+def test_junitparser_reads_the_counts_results_and_messages_verify_meant(verified: Run) -> None:
+    """An independent JUnit consumer (junitparser), not only the hand-written schema."""
+    (suite,) = list(junitparser.JUnitXml.fromfile(str(verified.work / "reports" / "junit.xml")))
+    assert (suite.name, suite.tests, suite.failures, suite.errors, suite.skipped) == ("chaos-dynamo", 3, 2, 0, 0)
+    cases = {case.name.split(":")[0]: case for case in suite}
+    assert sorted(cases) == NAMES
+    assert cases["endpoint-empty-smoke"].is_passed
+    for name, phase in (("failing-baseline", "before"), ("action-raises", "method")):
+        (result,) = cases[name].result
+        assert isinstance(result, junitparser.Failure) and result.type == f"chaos-dynamo.{phase}"
+        assert result.message == verified.case(name).find("failure").get("message")  # type: ignore[union-attr]
+    assert cases["failing-baseline"].result[0].message.startswith("endpoint-has-ipv6-addresses = 0 outside")
 
 
 def test_each_experiment_ran_on_its_own_lab_side_by_side(verified: Run) -> None:
@@ -217,3 +243,55 @@ def test_ctrl_c_restores_the_running_experiment_and_reports_what_ran(tmp_path: P
     assert "chaos-dynamo's safety net restored them (the experiment's rollback did not): ok" in (error.text or "")
     assert not (tmp_path / "journals" / "labs" / "a-slow" / "lab.json").exists(), "its lab was stopped"
     assert not (tmp_path / "journals" / "b-next.json").exists()
+
+
+def test_a_killed_verify_leaves_no_lab_running(tmp_path: Path) -> None:
+    """SIGKILL (no handler runs, no finally) mid-experiment: verify's own lab notices that
+    verify is gone and stops by itself, with the services of its experiment."""
+    (tmp_path / "gate").mkdir()
+    slow = json.loads(SMOKE.read_text())
+    slow["method"].append({"type": "action", "name": "hold-the-outage",
+                           "provider": {"type": "process", "path": "sleep", "arguments": "30"}})
+    (tmp_path / "gate" / "a-slow.json").write_text(json.dumps(slow))
+    process = subprocess.Popen([str(BIN / "chaos-dynamo"), "verify", "gate"], cwd=tmp_path, env=clean_env(tmp_path),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    log, state = tmp_path / "journals" / "a-slow.log", tmp_path / "journals" / "labs" / "a-slow" / "lab.json"
+    chaos: list[int] = []
+    try:
+        holding = wait_until(lambda: log.exists() and "hold-the-outage" in log.read_text(), timeout=90, interval=0.1)
+        assert holding, "the experiment never reached its long action"
+        lab = json.loads(state.read_text())["pid"]
+        chaos = _processes_with(str(tmp_path / "journals" / "a-slow.json"))
+        process.kill()
+        process.wait(timeout=10)
+        assert wait_until(lambda: not _alive(lab), timeout=60, interval=0.1), "the lab outlived verify"
+        assert "is gone: stopping" in (state.with_suffix(".log")).read_text()
+        assert not state.exists(), "the lab removed its state file"
+    finally:
+        if process.poll() is None:
+            process.kill()
+        for pid in chaos:  # the orphaned chaos run of this test, by its own pid
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie waiting for init to reap it is not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def _processes_with(argument: str) -> list[int]:
+    """Pids of the live processes whose command line holds ``argument`` (a path unique to a test)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if argument.encode() in (entry / "cmdline").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found

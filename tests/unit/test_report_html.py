@@ -56,6 +56,25 @@ def test_hostile_titles_and_names_are_escaped(tmp_path: Path) -> None:
     assert html.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 4  # page title, h1, table, section, ...
 
 
+CONTROLS = "".join(map(chr, [*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0x7F, 0xA0)]))
+
+
+def test_control_characters_in_a_journal_are_shown_escaped_never_written(tmp_path: Path) -> None:
+    """A NUL or an escape sequence in a title, an action's name, its output or its exception
+    makes a page that is not well-formed; the report writes each as a visible escape, as
+    the JUnit writer does (one shared helper)."""
+    dirty = "a\x00b\x1b[31mc\x7fd\x85e\tf"
+    failed = activity(f"act-{dirty}", 2.0, 4.0, status="failed", output=dirty)
+    failed["exception"] = ["Traceback (most recent call last):\n", f"ValueError: {dirty} {CONTROLS}\n"]
+    data = journal(title=f"t-{dirty}", method=[failed], rollbacks=[activity("restore", 4.2, 4.5, output=CONTROLS)])
+    data["steady_states"]["after"]["probes"][0]["activity"]["name"] = f"probe-{dirty}"
+    html = write_report([write(tmp_path, "a", data, sidecar())], tmp_path / "r.html", title=dirty).read_text()
+    assert [c for c in html if c in CONTROLS] == []
+    assert "a\\x00b\\x1b[31mc\\x7fd\\x85e\tf" in html  # shown, tab kept
+    assert html.count("act-a\\x00b") >= 2  # in the activities table and the chart's fault window
+    assert "<svg" in html
+
+
 def test_verifys_outcomes_give_the_status_and_an_outcome_without_journal_gets_a_row(tmp_path: Path) -> None:
     held = write(tmp_path, "held", journal(expect="hold", after_met=True))
     failure = SimpleNamespace(phase="before", activity="endpoint-resolves", tolerance={"type": "range", "range": [1, 9]},

@@ -119,6 +119,31 @@ def test_the_verdict_from_the_journal_alone(tmp_path: Path) -> None:
     assert not deviated.first_failure.expected and deviated.first_failure.phase == "after"
 
 
+def test_the_journals_first_failure_is_the_verdicts_own_reading() -> None:
+    """Without verify's failures the report names the first failure as the verdict module
+    reads it (one extraction, not two that can disagree), in the order chaos ran things."""
+    from chaos_dynamo.verify.verdict import journal_failures
+
+    data = journal(method=[activity("empty-the-endpoint", 2.0, 4.0, status="failed")],
+                   rollbacks=[activity("restore", 4.2, 4.5, status="failed")])
+    first = model.first_failure(data, "hold")
+    assert first is not None and (first.phase, first.activity, first.value) == ("method", "empty-the-endpoint",
+                                                                                "ActivityFailed: boom")
+    assert first.message == journal_failures(data)[0].message == "empty-the-endpoint raised ActivityFailed: boom (method)"
+    assert [f.phase for f in journal_failures(data)] == ["method", "after", "rollback"]
+    assert model.first_failure(journal(after_met=True), "hold") is None
+
+
+def test_an_interrupted_journal_is_a_failure_only_when_chaos_logged_why(tmp_path: Path) -> None:
+    data = journal()
+    data["status"] = "interrupted"
+    path = write(tmp_path, "cut", data)
+    assert model.verdict_from_journal(path, data).status == "interrupted"  # Ctrl-C, as far as it can tell
+    path.with_suffix(".log").write_text("[2026-01-01 10:00:01 CRITICAL] safeguard: error budget exhausted\n")
+    v = model.verdict_from_journal(path, data)
+    assert (v.status, v.headline) == ("failed", "FAILED: chaos interrupted the run: safeguard: error budget exhausted")
+
+
 def test_verifys_outcome_wins_over_the_journal() -> None:
     failure = SimpleNamespace(phase="before", activity="p", tolerance={"type": "probe", "provider": {
         "func": "at_most", "arguments": {"limit": 3, "key": "flaps", "value": {}}}}, value={"flaps": 7},

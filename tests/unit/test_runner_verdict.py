@@ -54,7 +54,7 @@ def verdict(tmp_path: Path, data: dict[str, Any] | None, expect: str, safety: Sa
         (journal(rollback_status="failed"), "deviate", False, "rollback did not restore"),
         (journal(after=True), "hold", True, "HELD"),
         (journal(after=False), "hold", False, "DEVIATED"),
-        (journal(after=None, status="interrupted"), "hold", False, "INTERRUPTED"),
+        (journal(after=None, status="interrupted"), "hold", False, "chaos interrupted the run"),
         (journal(after=None, status="aborted"), "hold", False, "aborted"),
         (journal(after=None), "hold", False, "not checked after"),
         (journal(after=False, actions=0), "deviate", False, "no action"),

@@ -156,6 +156,22 @@ def test_instance_env_carries_the_contract(tmp_path: Path) -> None:
     assert "CHAOS_DYNAMO_SOURCE_ADDRESS" not in without
 
 
+def test_instance_env_keeps_the_callers_aws_settings_out(tmp_path: Path) -> None:
+    """A service talks to the lab only: a real endpoint, profile or key of the caller's does
+    not reach it (AWS_IGNORE_CONFIGURED_ENDPOINT_URLS would even make it ignore the lab's)."""
+    spec = supervisor.validate("checkout", command=SLEEPER)
+    caller = {"PATH": "/bin", "AWS_ENDPOINT_URL_STS": "https://sts.amazonaws.com", "AWS_PROFILE": "prod",
+              "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true", "AWS_SESSION_TOKEN": "real",
+              "CHAOS_DYNAMO_ENDPOINT": "dynamodb.us-east-1.amazonaws.com"}
+    env = supervisor.instance_env(spec, 0, FAKE_LAB, tmp_path / "lab.json", "", base=caller)
+    assert not {"AWS_ENDPOINT_URL_STS", "AWS_PROFILE", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+                "AWS_SESSION_TOKEN"} & set(env)
+    assert env["AWS_CONFIG_FILE"] == env["AWS_SHARED_CREDENTIALS_FILE"] == os.devnull
+    assert env["AWS_ENDPOINT_URL_DYNAMODB"] == "http://dynamodb.us-east-1.amazonaws.com:9"
+    assert env["AWS_SDK_UA_APP_ID"] == "checkout" and env["PATH"] == "/bin"
+    assert env["CHAOS_DYNAMO_ENDPOINT"] == "dynamodb.us-east-1.amazonaws.com"
+
+
 def test_address_allocation_takes_the_lowest_free_bindable_one() -> None:
     assert supervisor.allocate_address(set()) == "127.0.0.100"
     assert supervisor.allocate_address({"127.0.0.100", "127.0.0.101"}) == "127.0.0.102"

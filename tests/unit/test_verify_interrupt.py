@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -80,3 +82,48 @@ def test_signals_become_an_interrupt_while_the_block_runs() -> None:
     with pytest.raises(KeyboardInterrupt):
         os.kill(os.getpid(), signal.SIGINT)
         wait_until(lambda: False, timeout=5, interval=0.01)
+
+
+def test_a_closed_terminal_sighup_is_an_interrupt_too() -> None:
+    """SIGHUP (the terminal closed) must roll back like Ctrl-C; its default action would
+    kill verify at once and leave chaos and the labs without their rollbacks."""
+    interrupt = Interrupt()
+    before = signal.getsignal(signal.SIGHUP)
+    with signals_to(interrupt):
+        handler = signal.getsignal(signal.SIGHUP)
+        assert handler not in (signal.SIG_DFL, signal.SIG_IGN, before), "SIGHUP is not handled"
+        os.kill(os.getpid(), signal.SIGHUP)
+        assert wait_until(interrupt.requested.is_set, timeout=5, interval=0.01)
+    assert signal.getsignal(signal.SIGHUP) == before, "the handler is put back"
+
+
+def test_only_verifys_own_interrupt_stops_the_pytest_session() -> None:
+    """An outcome chaos interrupted by itself (a safeguard) is a failed item, not Ctrl-C."""
+    from chaos_dynamo.pytest_plugin import stop_session_on_ctrl_c
+
+    outcome = SimpleNamespace(status="failed", headline="FAILED: chaos interrupted the run: budget")
+    stop_session_on_ctrl_c(outcome, Interrupt())  # type: ignore[arg-type]  # no Ctrl-C: nothing raised
+    ours = Interrupt()
+    ours.signal()
+    with pytest.raises(KeyboardInterrupt, match="chaos interrupted the run"):
+        stop_session_on_ctrl_c(outcome, ours)  # type: ignore[arg-type]
+
+
+def test_stop_process_group_terminates_then_kills_what_ignores_it(tmp_path: Path) -> None:
+    """The helper that stops verify's own labs: SIGTERM to the group, SIGKILL after the grace."""
+    from chaos_dynamo.processes import stop_process_group
+
+    def child(ignore: bool) -> subprocess.Popen[bytes]:
+        marker = tmp_path / f"ready-{ignore}"
+        code = ("import signal, sys, time, pathlib\n"
+                + ("signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" if ignore else "")
+                + f"pathlib.Path({str(marker)!r}).write_text('x')\ntime.sleep(60)\n")
+        process = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+        assert wait_until(marker.exists, timeout=30, interval=0.01)
+        return process
+
+    assert stop_process_group(child(ignore=False), grace=10) == -signal.SIGTERM
+    assert stop_process_group(child(ignore=True), grace=0.2) == -signal.SIGKILL
+    done = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
+    done.wait()
+    assert stop_process_group(done, grace=1) == 0

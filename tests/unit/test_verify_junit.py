@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from datetime import datetime
 from pathlib import Path
 
+import junitparser
 import pytest
 import xmlschema
 
@@ -39,6 +40,30 @@ MIXED = [outcome("smoke", "passed"), outcome("failing-baseline", "failed", [BASE
 def parse(data: bytes) -> ET.Element:
     SCHEMA.validate(data.decode("utf-8"))
     return ET.fromstring(data)
+
+
+def test_an_independent_junit_reader_sees_what_verify_meant(tmp_path: Path) -> None:
+    """junitparser (a consumer that does not share tests/data/junit.xsd's author) reads the
+    suite counts, each case's result type, message and text as verify wrote them."""
+    path = write_junit(MIXED, tmp_path / "junit.xml", started=T0, duration=7.25)
+    xml = junitparser.JUnitXml.fromfile(str(path))
+    (suite,) = list(xml)
+    assert (suite.name, suite.tests, suite.failures, suite.errors, suite.skipped) == ("chaos-dynamo", 5, 2, 2, 0)
+    assert suite.time == pytest.approx(7.25)
+    seen = {case.name.split(":")[0]: case for case in suite}
+    assert list(seen) == [o.name for o in MIXED]
+    assert seen["smoke"].is_passed and seen["smoke"].result == []
+    kinds = {name: [type(r).__name__ for r in case.result] for name, case in seen.items()}
+    assert kinds == {"smoke": [], "failing-baseline": ["Failure"], "action-raises": ["Failure"],
+                     "no-lab": ["Error"], "cut": ["Error"]}
+    (baseline,) = seen["failing-baseline"].result
+    assert baseline.message == BASELINE.message and baseline.type == "chaos-dynamo.before"
+    (raised,) = seen["action-raises"].result
+    assert raised.message == ACTION.message + " (+1 more)" and raised.type == "chaos-dynamo.method"
+    assert BASELINE.message in (raised.text or "")
+    (cut,) = seen["cut"].result
+    assert (cut.message, cut.type) == ("INTERRUPTED: because", "chaos-dynamo.interrupted")
+    assert seen["smoke"].system_out is not None and "steady state before: met" in seen["smoke"].system_out
 
 
 def test_the_document_is_valid_and_counts_every_status() -> None:

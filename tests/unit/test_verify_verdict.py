@@ -3,11 +3,20 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from chaos_dynamo.verify.verdict import Failure, Safety, Verdict, exception_text, judge_journal
+from chaos_dynamo.verify.verdict import (
+    Failure,
+    Safety,
+    Verdict,
+    exception_text,
+    judge,
+    judge_journal,
+)
 
 HEALTHY = Safety(3, True, False)
 RANGE = {"type": "range", "range": [1, 1000]}
@@ -196,11 +205,6 @@ def test_an_interrupted_run_is_interrupted_with_or_without_a_journal(data: dict[
     assert v.lines[0] == "the run was interrupted (Ctrl-C)"
 
 
-def test_a_journal_chaos_marked_interrupted_is_interrupted() -> None:
-    v = verdict(journal(after=None, status="interrupted"))
-    assert v.status == "interrupted"
-
-
 def test_the_rules_apply_in_order_a_failed_baseline_hides_nothing_later() -> None:
     # A baseline failure and a raising action: the baseline is what to fix first.
     data = journal(before=[probe("p", 0, False)], after=None, method=[action("a", ok=False)])
@@ -220,3 +224,89 @@ def test_exception_text_is_the_last_line_without_wrappers() -> None:
     assert exception_text({"exception": ["x\n", "botocore.exceptions.EndpointConnectionError: no\n"]}) \
         == "EndpointConnectionError: no"
     assert exception_text({"status": "failed"}) == "status 'failed'"
+
+
+def without_hypothesis(method: list[dict[str, Any]] | None = None, status: str = "completed",
+                       rollbacks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A journal of an experiment without a steady-state-hypothesis, as chaoslib writes it."""
+    data = journal(after=None, method=method, rollbacks=rollbacks, status=status)
+    data["steady_states"] = {"before": None, "after": None, "during": []}
+    return data
+
+
+def test_without_a_hypothesis_a_raised_action_still_fails() -> None:
+    # The review's reproduction: action-raises.json without its hypothesis passed verify.
+    v = verdict(without_hypothesis(method=[action("empty-the-endpoint", ok=False)]))
+    assert (v.ok, v.status) == (False, "failed") and "a method action raised" in v.headline
+    assert only(v).phase == "method" and only(v).activity == "empty-the-endpoint"
+    assert "steady state: none (the experiment has no steady-state-hypothesis)" in v.lines
+
+
+def test_without_a_hypothesis_rollbacks_and_the_safety_net_still_judge() -> None:
+    v = verdict(without_hypothesis(rollbacks=[action("restore", ok=False)]))
+    assert not v.ok and only(v).phase == "rollback"
+    v = verdict(without_hypothesis(), safety=Safety(3, True, True, restored=["ep"]))
+    assert not v.ok and only(v).phase == "safety"
+
+
+def test_without_a_hypothesis_an_experiment_that_ran_cleanly_passes_when_it_expects_to_hold() -> None:
+    v = verdict(without_hypothesis())
+    assert (v.ok, v.status, v.failures) == (True, "passed", [])
+    assert v.headline.startswith("RAN: no steady-state hypothesis")
+
+
+def test_without_a_hypothesis_a_reproduction_cannot_deviate() -> None:
+    v = verdict(without_hypothesis(), "deviate")
+    assert (v.ok, v.status) == (False, "failed") and "has no steady-state-hypothesis" in v.headline
+    assert only(v).phase == "expectation"
+
+
+def test_a_hypothesis_never_checked_before_the_method_fails_with_a_failure() -> None:
+    data = journal(after=None)
+    data["experiment"]["steady-state-hypothesis"] = {"title": "h", "probes": [{"name": "p"}]}
+    data["steady_states"]["before"] = None  # declared, but chaos wrote no result
+    v = verdict(data)
+    assert (v.ok, v.status) == (False, "failed") and only(v).phase == "before"
+    assert "not checked before the method" in v.headline
+
+
+def test_a_failed_baseline_whose_probes_all_met_their_tolerance_still_fails() -> None:
+    # chaoslib's verdict says "not met" though no probe is marked outside tolerance: the
+    # failure list is empty, and that must not read as a pass.
+    data = journal(after=None)
+    data["steady_states"]["before"]["steady_state_met"] = False
+    v = verdict(data)
+    assert (v.ok, v.status) == (False, "failed")
+    assert only(v).message == v.headline
+
+
+def test_a_failed_verdict_always_carries_a_failure_and_a_passed_one_never() -> None:
+    v = Verdict("failed", "FAILED: something")
+    assert (v.ok, [f.message for f in v.failures]) == (False, ["FAILED: something"])
+    with pytest.raises(ValueError, match="passing verdict with failures"):
+        Verdict("passed", "HELD", failures=[Failure("after", "p", None, 0, "p = 0")])
+    with pytest.raises(ValueError, match="not one of"):
+        Verdict("ok", "HELD")
+
+
+def test_chaos_interrupting_the_run_itself_is_a_failure_not_ctrl_c(tmp_path: Path) -> None:
+    # A control or safeguard raised InterruptExecution: chaos marks the journal
+    # "interrupted" and logs why; chaos-dynamo did not interrupt anything.
+    data = without_hypothesis(status="interrupted")
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(data))
+    path.with_suffix(".log").write_text(
+        "\x1b[32m[2026-01-01 10:00:00 INFO] Action: first\n"
+        "\x1b[31m[2026-01-01 10:00:01 CRITICAL] [run:552] safeguard: error budget exhausted\n"
+        "\x1b[32m[2026-01-01 10:00:01 INFO] Experiment ended with status: interrupted\n")
+    v = judge(path, "hold", 1, HEALTHY, interrupted=False)
+    assert (v.ok, v.status) == (False, "failed")
+    assert v.headline == "FAILED: chaos interrupted the run: safeguard: error budget exhausted"
+    assert only(v).message == "chaos interrupted the run: safeguard: error budget exhausted (method)"
+    ours = judge(path, "hold", 130, HEALTHY, interrupted=True)
+    assert ours.status == "interrupted" and ours.failures == []
+
+
+def test_chaos_interrupting_without_a_log_says_where_to_look() -> None:
+    v = verdict(journal(after=None, status="interrupted"))
+    assert v.status == "failed" and "InterruptExecution" in only(v).message and "chaos log" in only(v).message
