@@ -738,7 +738,27 @@ def report(journals: tuple[Path, ...], out: Path, title: str | None) -> None:
 
 # --- audit -----------------------------------------------------------------------------------
 
-@main.command("audit", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+class _AuditCommand(click.Command):
+    """``audit`` takes unknown options as the start of COMMAND; this remembers the raw
+    arguments so a mistyped option (``--fail-onn high -- cmd``) can be told from a command
+    that starts with ``-`` after ``--``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["audit.args"] = list(args)
+        return super().parse_args(ctx, args)
+
+
+def _audit_option_typo(command: tuple[str, ...]) -> str | None:
+    """The unknown option COMMAND starts with, unless ``--`` came right before it."""
+    if not command or not command[0].startswith("-"):
+        return None
+    raw = click.get_current_context().meta.get("audit.args", [])
+    before = len(raw) - len(command) - 1
+    return None if before >= 0 and raw[before] == "--" else command[0]
+
+
+@main.command("audit", cls=_AuditCommand,
+              context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option("--timeout", type=float, metavar="S",
               help="Stop the command after S seconds (SIGTERM, then SIGKILL): a service is audited "
@@ -782,12 +802,17 @@ def audit(command: tuple[str, ...], timeout: float | None, outage: float | None,
 
     \b
     Exit codes: 0 ok; 1 findings at or above --fail-on (new ones only with --baseline);
-    2 bad input; 3 lab error (no lab, or the outage could not be undone); 130 interrupted.
-    The command's own exit code is reported, not returned. See docs/audit.md.
+    2 bad input; 3 lab error (no lab, or the outage could not be undone), a report that
+    could not be written after the run, or a crash; 130 interrupted. The command's own
+    exit code is reported, not returned. See docs/audit.md.
     """
     from chaos_dynamo.audit.command import Options
     from chaos_dynamo.audit.command import main as audit_main
 
+    typo = _audit_option_typo(command)
+    if typo is not None:
+        _fail(f"unknown option {typo} (options go before the command; use -- before a command that starts "
+              "with -)", EXIT_USAGE)
     outputs = tuple((fmt, target) for fmt, target in
                     (("json", json_out), ("markdown", markdown_out), ("mermaid", mermaid_out)) if target)
     options = Options(command=command, timeout=timeout, outage=outage, outage_after=outage_after,

@@ -2,17 +2,22 @@
 
 Exit codes: 0 no finding at or above ``--fail-on`` (new ones only, with ``--baseline``),
 or no ``--fail-on``; 1 the gate failed; 2 bad input or usage (nothing ran); 3 the lab could
-not be found or started, or the outage could not be undone; 130 interrupted. The audited
-command's own exit code is reported, never returned.
+not be found or started, the outage could not be undone, a report could not be written
+after the audit ran, or the audit crashed (never 1, which a CI step reads as "risks found");
+130 interrupted. The audited command's own exit code is reported, never returned.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
+import signal
 import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -85,11 +90,23 @@ def validate(options: Options) -> None:
     if options.name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", options.name):
         raise ConfigError("--name", f"{options.name!r} is not a short name", "use letters, digits, _ . - (64 at most)")
     for fmt, target in options.outputs:
-        if target != "-" and not Path(target).absolute().parent.is_dir():
-            raise ConfigError(f"--{fmt}", f"the directory of {target!r} does not exist", "create it first")
-    if options.write_baseline is not None and not options.write_baseline.absolute().parent.is_dir():
-        raise ConfigError("--write-baseline", f"the directory of {str(options.write_baseline)!r} does not exist",
-                          "create it first")
+        if target != "-":
+            _check_writable(f"--{fmt}", Path(target))
+    if options.write_baseline is not None:
+        _check_writable("--write-baseline", options.write_baseline)
+
+
+def _check_writable(option: str, path: Path) -> None:
+    """Refuse an output path that cannot be written, before the audit runs (what only the
+    write itself can tell is caught then: :func:`_write`)."""
+    shown = str(path)
+    if path.is_dir():
+        raise ConfigError(option, f"{shown!r} is a directory", "give a file path")
+    folder = path.absolute().parent
+    if not folder.is_dir():
+        raise ConfigError(option, f"the directory of {shown!r} does not exist", "create it first")
+    if not os.access(path if path.exists() else folder, os.W_OK):
+        raise ConfigError(option, f"cannot write {shown!r}: permission denied", "give a writable path")
 
 
 def _document(options: Options, echo: Callable[[str], None]) -> dict[str, Any]:
@@ -99,30 +116,47 @@ def _document(options: Options, echo: Callable[[str], None]) -> dict[str, Any]:
     from chaos_dynamo.audit.static import scan
 
     root = Path.cwd()
+    scanned = [str(p) for p in options.static]
     constructions, skipped = scan(options.static, root) if options.static else ([], [])
     if options.static:
         echo(f"audit: static scan found {len(constructions)} client construction(s)"
              + (f", skipped {len(skipped)} file(s)" if skipped else ""))
     if not options.command:
-        return build_document(None, Observed(), constructions, skipped)
+        return build_document(None, Observed(), constructions, skipped, scanned)
     from chaos_dynamo.audit.run import AuditRun, check_command, default_name, run_command_audit
 
     check_command(options.command)
     run = AuditRun(options.command, options.name or default_name(options.command), options.timeout,
                    options.outage, options.outage_after, options.state_file, options.seed)
     info, observed = run_command_audit(run, root=root, echo=echo)
-    return build_document(info, observed, constructions, skipped)
+    return build_document(info, observed, constructions, skipped, scanned)
 
 
-def _write(doc: dict[str, Any], options: Options, out: Callable[[str], object]) -> None:
+def _write(doc: dict[str, Any], options: Options, out: Callable[[str], object],
+           echo: Callable[[str], None]) -> bool:
+    """Write every report asked for; one that cannot be written is said (``error: ...``) and
+    the others are written all the same. Whether all were."""
+    written = True
     for fmt, target in options.outputs or (("markdown", "-"),):
         text = FORMATS[fmt](doc)
         if target == "-":
             out(text)
-        else:
-            Path(target).write_text(text, encoding="utf-8")
+            continue
+        written &= _written(f"--{fmt}", Path(target), partial(Path(target).write_text, text, encoding="utf-8"), echo)
     if options.write_baseline is not None:
-        write_baseline(options.write_baseline, doc)
+        written &= _written("--write-baseline", options.write_baseline,
+                            partial(write_baseline, options.write_baseline, doc), echo)
+    return written
+
+
+def _written(option: str, path: Path, write: Callable[[], object], echo: Callable[[str], None]) -> bool:
+    """``write()`` (to ``path``); False, said through ``echo``, when the system refused."""
+    try:
+        write()
+    except OSError as exc:
+        echo(f"error: {option}: cannot write {str(path)!r}: {exc.strerror or exc}; give a writable path")
+        return False
+    return True
 
 
 def _summary(doc: dict[str, Any]) -> str:
@@ -142,8 +176,25 @@ def main(options: Options, *, echo: Callable[[str], None], out: Callable[[str], 
     """Audit as ``options`` say; the exit code (see the module docstring).
 
     ``echo`` gets progress lines (stderr in the CLI), ``out`` the reports sent to ``-``.
-    A ConfigError or LabError is reported through ``echo`` as ``error: ...``.
+    A ConfigError or LabError is reported through ``echo`` as ``error: ...``; so is a crash
+    (with its traceback), as exit code 3. The SIGINT/SIGTERM handlers are as they were
+    when it returns (a run that was stopped ignores further ones until then).
     """
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _main(options, echo, out)
+    except Exception as exc:  # noqa: BLE001 - a bug must not read as "the gate failed" (1)
+        echo(traceback.format_exc().rstrip())
+        echo(f"error: the audit crashed ({type(exc).__name__}: {exc}): a bug in chaos-dynamo; please report it "
+             "with the traceback above")
+        return EXIT_INFRA
+    finally:
+        for signum, handler in handlers.items():
+            if signal.getsignal(signum) is not handler:
+                signal.signal(signum, handler)
+
+
+def _main(options: Options, echo: Callable[[str], None], out: Callable[[str], object]) -> int:
     try:
         validate(options)
         baseline = read_baseline(options.baseline) if options.baseline is not None else None
@@ -158,13 +209,15 @@ def main(options: Options, *, echo: Callable[[str], None], out: Callable[[str], 
         echo("audit: interrupted")
         return EXIT_INTERRUPTED
     doc = apply_gate(doc, options.fail_on, baseline, str(options.baseline) if options.baseline else None)
-    _write(doc, options, out)
+    written = _write(doc, options, out, echo)
     echo(_summary(doc))
     run = doc.get("run") or {}
-    if run.get("stopped") == "interrupted":
-        return EXIT_INTERRUPTED
     if run.get("outage") and not run["outage"]["restored"]:
         echo(f"error: the outage was not undone ({run['outage']['error']}); run `chaos-dynamo lab down` "
              "or restore the endpoint by hand")
         return EXIT_INFRA
+    if not written:
+        return EXIT_INFRA
+    if run.get("stopped") == "interrupted":
+        return EXIT_INTERRUPTED
     return EXIT_RISKS if doc["gate"]["failed"] else EXIT_OK

@@ -1,8 +1,9 @@
 """What a run showed: the AWS dependencies of a command, from its call logs and the lab's logs.
 
 Pure: everything here works on records already read (the call log's :class:`Call` and
-:class:`Client`, the lab's DNS queries and LB requests), so the rules and the tests can
-feed it synthetic histories.
+:class:`Client`, the lab's DNS queries and LB requests as the retry probes read them:
+:class:`DnsQuery` and :class:`LbRequest` are :mod:`chaos_dynamo.retry.probes`' ``Query``
+and ``Request``), so the rules and the tests can feed it synthetic histories.
 
 A dependency is one (AWS service, region, endpoint host). The call log gives most of them,
 with operations, attempts and the settings of every client that served them. The lab's
@@ -21,6 +22,8 @@ from typing import Protocol
 
 from chaos_dynamo.audit.catalogue import canonical_service, service_and_region
 from chaos_dynamo.calllog import Call, Client
+from chaos_dynamo.retry.probes import Query as DnsQuery
+from chaos_dynamo.retry.probes import Request as LbRequest
 
 __all__ = ["DnsQuery", "LbRequest", "Observed", "Settings", "Dependency", "dependencies", "call_seconds",
            "CALL_LOG", "DNS_LOG", "LB_LOG", "NOT_SENT", "empty_answers"]
@@ -30,31 +33,6 @@ CALL_LOG, DNS_LOG, LB_LOG = "call log", "lab DNS log only", "lab LB log only"
 
 NOT_SENT = frozenset({"EndpointConnectionError", "ConnectTimeoutError"})
 """Attempt errors that mean no request reached a load balancer."""
-
-
-@dataclass(frozen=True)
-class DnsQuery:
-    """One query in the lab DNS log."""
-
-    time: float
-    client: str
-    name: str
-    qtype: str
-    rcode: str
-    answers: int
-
-
-@dataclass(frozen=True)
-class LbRequest:
-    """One request in the lab LB log."""
-
-    time: float
-    client: str
-    lb: str
-    operation: str
-    status: int | None = None
-    user_agent: str = ""
-    service: str = ""
 
 
 @dataclass(frozen=True)

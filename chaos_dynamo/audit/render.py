@@ -114,6 +114,7 @@ def to_markdown(doc: dict[str, Any]) -> str:
                          "Fallback"], _dependency_rows(doc))
     else:
         lines.append("No AWS dependency was observed.")
+    lines += _outage_lines(doc)
     lines += ["", "## Findings", ""]
     if not doc["findings"]:
         lines.append("No risks found.")
@@ -137,10 +138,23 @@ def to_markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _outage_lines(doc: dict[str, Any]) -> list[str]:
+    """Attempts before, during and after the outage, per dependency (none without an outage)."""
+    rows = [[dep["key"], *(f"{p['attempts']} / {p['ok']} / {p['dns_failures']}"
+                           for p in (dep["around_outage"][phase] for phase in ("before", "during", "after")))]
+            for dep in doc["dependencies"] if dep.get("around_outage")]
+    if not rows:
+        return []
+    return ["", "Attempts around the outage (attempts / succeeded / failed DNS):", "",
+            *_table(["Dependency", "Before", "During", "After"], rows)]
+
+
 def _static_lines(static: dict[str, Any]) -> list[str]:
     found = static["constructions"]
     if not found and not static["skipped"]:
-        return ["## Static scan", "", "Not run (--static not given) or nothing found."]
+        paths = static.get("paths") or []
+        return ["## Static scan", "", f"Scanned {', '.join(paths)}: no client construction found."
+                if paths else "Not run (--static not given)."]
     lines = ["## Static scan", ""]
     rows = [[f"{c['path']}:{c['line']}", c["function"], c["kind"], c["service"], c["region"] or "",
              c["config"], f"{c['retry_mode'] or 'unset'} x{c['max_attempts'] or '?'}",

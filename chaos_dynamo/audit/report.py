@@ -9,11 +9,14 @@ another ``--fail-on``) without running anything. Its top-level keys:
   (``exited``, ``timeout``, ``interrupted``), the lab, the outage window, notes;
   null for a static-only audit;
 - ``summary``: calls, attempts, clients, dependencies, findings per severity, new findings;
-- ``dependencies``: one per (service, region, endpoint host), with operations, attempts
-  (max, p50), the longest logical call, DNS failures, every distinct client configuration
-  with its call sites, and the fallback regions/hosts configured for the service;
+- ``dependencies``: one per (service, region, endpoint host), with the endpoint URLs its
+  clients used, operations, attempts (max, p50), the longest logical call, DNS failures,
+  ``around_outage`` (attempts started before, during and after the outage, how many
+  succeeded and how many failed DNS; null without an outage), every distinct client
+  configuration with its call sites, and the fallback regions/hosts configured for the service;
 - ``dns`` (names the lab DNS was asked, per name) and ``lb`` (requests per LB and operation);
-- ``static``: every construction the scan found (``exercised`` or not) and skipped files;
+- ``static``: the paths scanned (``--static``, empty when not given), every construction
+  the scan found (``exercised`` or not) and what it skipped;
 - ``findings``: id, rule, severity, dependency, title, evidence, fix, locations, and
   ``new`` (true/false against a baseline, null without one);
 - ``gate``: ``fail_on``, ``baseline`` (path), ``gating`` (ids that fail the gate), ``failed``.
@@ -44,6 +47,7 @@ from chaos_dynamo.audit.observe import (
 )
 from chaos_dynamo.audit.rules import findings as run_findings
 from chaos_dynamo.audit.static import Construction, mark_exercised, static_findings
+from chaos_dynamo.calllog import Attempt
 from chaos_dynamo.errors import ConfigError
 
 __all__ = ["VERSION", "RunInfo", "build_document", "document", "apply_gate", "read_baseline",
@@ -77,7 +81,32 @@ def _round(value: float) -> float:
     return round(value, 4)
 
 
-def _dependency(dep: Dependency, deps: Sequence[Dependency]) -> dict[str, Any]:
+def _outage_window(run: RunInfo | None) -> tuple[float, float] | None:
+    """(start, end) of the run's outage in wall-clock time, None when no outage started."""
+    outage = (run.outage or {}) if run is not None else {}
+    if run is None or outage.get("start") is None:
+        return None
+    end = outage.get("end")
+    return run.started + outage["start"], run.started + (run.duration if end is None else end)
+
+
+def _around(dep: Dependency, window: tuple[float, float]) -> dict[str, dict[str, int]]:
+    """The dependency's attempts by when they started: before, during and after the outage,
+    each with how many succeeded (a response below 400) and how many failed DNS."""
+    phases = {phase: {"attempts": 0, "ok": 0, "dns_failures": 0} for phase in ("before", "during", "after")}
+
+    def ok(attempt: Attempt) -> bool:
+        return attempt.error is None and attempt.status is not None and attempt.status < 400
+
+    for attempt in (a for call in dep.calls for a in call.attempts):
+        phase = phases["before" if attempt.start < window[0] else "during" if attempt.start < window[1] else "after"]
+        phase["attempts"] += 1
+        phase["ok"] += ok(attempt)
+        phase["dns_failures"] += attempt.dns_failure
+    return phases
+
+
+def _dependency(dep: Dependency, deps: Sequence[Dependency], window: tuple[float, float] | None) -> dict[str, Any]:
     longest = dep.longest_call
     mine = [d for d in deps if d.service == dep.service]
     settings = [{"retry_mode": s.retry_mode, "max_attempts": s.max_attempts,
@@ -88,6 +117,7 @@ def _dependency(dep: Dependency, deps: Sequence[Dependency]) -> dict[str, Any]:
                 for s, clients in dep.settings().items()]
     return {
         "service": dep.service, "region": dep.region, "host": dep.host, "key": dep.key, "seen_by": dep.seen_by,
+        "endpoints": sorted({c.endpoint_url for c in dep.clients}),
         "operations": dict(dep.operations.most_common()), "calls": len(dep.calls),
         "attempts": {"total": sum(dep.attempts), "max": dep.max_attempts, "p50": dep.p50_attempts},
         "longest_call": None if longest is None else {
@@ -96,6 +126,7 @@ def _dependency(dep: Dependency, deps: Sequence[Dependency]) -> dict[str, Any]:
             "ok": longest.ok, "finished": longest.finished},
         "errors": dict(Counter(c.error for c in dep.calls if c.error).most_common()),
         "dns_failures": dep.dns_failures, "dns_queries": dep.dns_queries, "dns_empty": dep.dns_empty,
+        "around_outage": _around(dep, window) if window is not None and dep.calls else None,
         "settings": settings, "sites": dep.sites, "processes": dep.processes,
         "fallback": {"regions": sorted({d.region for d in mine} - {dep.region}),
                      "hosts": sorted({d.host for d in mine} - {dep.host})},
@@ -121,32 +152,36 @@ def _lb(requests: Sequence[LbRequest]) -> list[dict[str, Any]]:
 
 def document(run: RunInfo | None, deps: Sequence[Dependency], findings: Sequence[Finding],
              constructions: Sequence[Construction] = (), skipped: Sequence[str] = (),
-             dns: Sequence[DnsQuery] = (), lb: Sequence[LbRequest] = ()) -> dict[str, Any]:
+             dns: Sequence[DnsQuery] = (), lb: Sequence[LbRequest] = (),
+             static_paths: Sequence[str] = ()) -> dict[str, Any]:
     """The audit document (see the module docstring), not yet gated (:func:`apply_gate`)."""
     calls = [c for d in deps for c in d.calls]
+    window = _outage_window(run)
     return {
         "version": VERSION,
         "tool": f"chaos-dynamo {__version__}",
         "run": run.as_dict() if run is not None else None,
         "summary": {"calls": len(calls), "attempts": sum(len(c.attempts) for c in calls),
                     "clients": sum(len(d.clients) for d in deps), "dependencies": len(deps)},
-        "dependencies": [_dependency(d, deps) for d in deps],
+        "dependencies": [_dependency(d, deps, window) for d in deps],
         "dns": _dns(dns, {d.host for d in deps if d.clients}),
         "lb": _lb(lb),
-        "static": {"constructions": [c.as_dict() for c in constructions], "skipped": list(skipped)},
+        "static": {"paths": list(static_paths), "constructions": [c.as_dict() for c in constructions],
+                   "skipped": list(skipped)},
         "findings": [f.as_dict() | {"new": None} for f in findings],
         "gate": {"fail_on": None, "baseline": None, "gating": [], "failed": False},
     }
 
 
 def build_document(run: RunInfo | None, observed: Observed, constructions: Sequence[Construction] = (),
-                   skipped: Sequence[str] = ()) -> dict[str, Any]:
-    """Dependencies, runtime and static findings, as one (ungated) document."""
+                   skipped: Sequence[str] = (), static_paths: Sequence[str] = ()) -> dict[str, Any]:
+    """Dependencies, runtime and static findings, as one (ungated) document; ``static_paths``
+    are the paths the static scan was given (none: no scan)."""
     deps = dependencies(observed)
     marked = mark_exercised(list(constructions), [c.site for c in observed.clients])
     found = sorted([*run_findings(deps), *static_findings(marked)],
                    key=lambda f: (SEVERITIES.index(f.severity), f.id))
-    return document(run, deps, found, marked, skipped, observed.dns, observed.lb)
+    return document(run, deps, found, marked, skipped, observed.dns, observed.lb, static_paths)
 
 
 def apply_gate(doc: dict[str, Any], fail_on: str | None, baseline: set[str] | None,

@@ -2,15 +2,21 @@
 
 1. Find the running lab (``--state-file`` / ``$CHAOS_DYNAMO_STATE``) or start one.
 2. Run COMMAND in its own process group with the lab's environment (endpoint URLs, the lab
-   DNS through the shim), ``CHAOS_DYNAMO_CALL_LOG`` set to a fresh directory, its own DNS
-   source address and SDK app id (so the lab's logs tell its traffic apart on a shared lab);
-   its output goes straight to the terminal.
+   DNS through the shim) and none of the caller's AWS settings but :data:`KEPT_AWS_SETTINGS`
+   (a profile, a session token or a service endpoint such as ``AWS_ENDPOINT_URL_STS`` would
+   send a client to real AWS), ``CHAOS_DYNAMO_CALL_LOG`` set to a fresh directory, its own
+   DNS source address and SDK app id (so the lab's logs tell its traffic apart on a shared
+   lab); its output goes straight to the terminal.
 3. With ``--outage``: after ``--outage-after`` seconds, empty the primary endpoint's DNS
    answer for the given seconds, then restore it; restored whatever happens (the command
    ends, Ctrl-C, an error).
 4. Stop the command after ``--timeout`` (SIGTERM to its group, SIGKILL after a grace period);
-   when it exits by itself, what it left running in its group gets SIGTERM.
+   when it exits by itself, what it left running in its group gets SIGTERM. After Ctrl-C
+   (or SIGTERM) further ones are ignored until the audit ends: the stop is bounded by the
+   grace period and the kill wait, and the report is written from what was seen.
 5. Read the call logs and the lab's DNS and LB logs for the run's window.
+6. On a lab the audit started, stop the services the command started on it
+   (``chaos-dynamo service start``: they run in sessions of their own), then the lab.
 """
 
 from __future__ import annotations
@@ -42,8 +48,12 @@ from chaos_dynamo.calllog import (
 from chaos_dynamo.clock import REAL_CLOCK, Clock
 from chaos_dynamo.errors import ConfigError, LabError
 from chaos_dynamo.lab.state import LabInfo, read_state, state_path, write_state
+from chaos_dynamo.processes import stop_process_group
 
-__all__ = ["AuditRun", "run_command_audit", "default_name", "check_command"]
+__all__ = ["AuditRun", "run_command_audit", "default_name", "check_command", "KEPT_AWS_SETTINGS"]
+
+KEPT_AWS_SETTINGS = (APP_ID_ENV, "AWS_RETRY_MODE", "AWS_MAX_ATTEMPTS")
+"""The caller's AWS variables the command keeps: how its clients behave, never where they go."""
 
 GRACE = 5.0
 """Seconds between SIGTERM and SIGKILL when the command is stopped."""
@@ -126,7 +136,24 @@ def _lab(state_file: str | None, seed: int | None, scratch: Path, echo: Echo) ->
     try:
         yield info, own_state, True
     finally:
-        lab.stop()
+        try:
+            _stop_services(own_state, echo)
+        finally:
+            lab.stop()
+
+
+def _stop_services(lab_state: Path, echo: Echo) -> None:
+    """Stop what the command started with ``chaos-dynamo service start`` on the audit's own
+    lab: it runs in sessions of its own, so stopping the command's group missed it."""
+    from chaos_dynamo.services.supervisor import stop_all
+
+    try:
+        stopped = [r["service"] for r in stop_all(lab_state) if r["was_running"]]
+    except LabError as exc:
+        echo(f"audit: the services the command started could not all be stopped: {exc}")
+        return
+    if stopped:
+        echo(f"audit: stopped the service(s) the command started on the audit's lab: {', '.join(stopped)}")
 
 
 # --- the outage -------------------------------------------------------------------------------
@@ -139,12 +166,14 @@ class Outage:
     """
 
     def __init__(self, info: LabInfo, after: float, seconds: float, echo: Echo,
-                 clock: Clock = REAL_CLOCK) -> None:
+                 clock: Clock = REAL_CLOCK, origin: float | None = None) -> None:
         self.config = {"chaos_dynamo_api": info.api_url}
         self.endpoint = info.primary_endpoint.name
         self.after, self.seconds = after, seconds
         self.echo, self.clock = echo, clock
-        self.origin = clock.now()
+        # ``started``/``ended`` count from here: the run's start, so the report can place
+        # each call-log attempt (wall-clock times) before, during or after the outage.
+        self.origin = clock.now() if origin is None else origin
         self.started: float | None = None
         self.ended: float | None = None
         self.touched = False
@@ -201,18 +230,16 @@ class Outage:
 
 # --- the command ------------------------------------------------------------------------------
 
-def _stop_group(process: subprocess.Popen[bytes], grace: float) -> int:
-    """SIGTERM the command's process group, SIGKILL it after ``grace`` seconds; its exit code."""
-    for signum in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(process.pid, signum)
-        except ProcessLookupError:
-            pass
-        try:
-            return process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            continue
-    return process.wait()
+def _shield(echo: Echo) -> None:
+    """From now until the audit ends, Ctrl-C and SIGTERM only say the report is coming: the
+    command is being stopped (bounded by the grace period and the kill wait), then the
+    endpoint restored and the logs read, and a second Ctrl-C must not lose all that.
+    :func:`chaos_dynamo.audit.command.main` puts the previous handlers back."""
+    def note(signum: int, frame: Any) -> None:
+        echo("audit: already stopping the command; the report follows")
+
+    signal.signal(signal.SIGINT, note)
+    signal.signal(signal.SIGTERM, note)
 
 
 def _run(command: tuple[str, ...], env: dict[str, str], timeout: float | None, grace: float,
@@ -230,15 +257,16 @@ def _run(command: tuple[str, ...], env: dict[str, str], timeout: float | None, g
             os.killpg(process.pid, signal.SIGTERM)
         except (ProcessLookupError, PermissionError):
             pass
+        signal.signal(signal.SIGTERM, previous)
         return code, "exited"
     except subprocess.TimeoutExpired:
-        echo(f"audit: --timeout {timeout:g} s reached: stopping the command")
-        return _stop_group(process, grace), "timeout"
+        _shield(echo)
+        stopped, why = "timeout", f"--timeout {timeout:g} s reached"
     except KeyboardInterrupt:
-        echo("audit: interrupted: stopping the command")
-        return _stop_group(process, grace), "interrupted"
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        _shield(echo)
+        stopped, why = "interrupted", "interrupted"
+    echo(f"audit: {why}: stopping the command (Ctrl-C now is ignored; the report follows)")
+    return stop_process_group(process, grace=grace), stopped
 
 
 def _address(lab_state: Path, ours: bool) -> str:
@@ -254,8 +282,11 @@ def _address(lab_state: Path, ours: bool) -> str:
 
 
 def _environment(run: AuditRun, info: LabInfo, lab_state: Path, calls: Path, address: str) -> dict[str, str]:
-    env = dict(os.environ) | info.env() | {CALL_LOG_ENV: str(calls), "CHAOS_DYNAMO_STATE": str(lab_state),
-                                           "CHAOS_DYNAMO_SHIM": "1"}
+    """The command's environment: this process's, with the lab instead of any AWS account
+    (:meth:`LabInfo.process_env`), the caller's :data:`KEPT_AWS_SETTINGS`, and the audit's own."""
+    kept = {k: os.environ[k] for k in KEPT_AWS_SETTINGS if k in os.environ}
+    env = info.process_env(os.environ) | kept | {CALL_LOG_ENV: str(calls), "CHAOS_DYNAMO_STATE": str(lab_state),
+                                                 "CHAOS_DYNAMO_SHIM": "1"}
     env.setdefault(SERVICE_ENV, run.name)
     env.setdefault(APP_ID_ENV, run.name)
     if address:
@@ -271,27 +302,20 @@ def _lab_logs(info: LabInfo, since: float, until: float, ours: bool, address: st
               app_id: str) -> tuple[list[DnsQuery], list[LbRequest], list[str]]:
     """The lab's DNS and LB logs for [since, until]: everything on a lab the audit started,
     else what carries the command's source address (DNS) or SDK app id (LB)."""
-    from chaos_dynamo.endpoint._lab import http_json
+    from chaos_dynamo.retry.probes import HttpLab
     from chaos_dynamo.services.attribution import app_id as app_id_of
 
-    api = info.api_url.rstrip("/")
+    lab = HttpLab(info)
     notes: list[str] = []
     dns: list[DnsQuery] = []
     lb: list[LbRequest] = []
     try:
-        dns = [DnsQuery(float(q["time"]), str(q.get("client", "")), str(q.get("name", "")),
-                        str(q.get("qtype", "")), str(q.get("rcode", "")), int(q.get("answers", 0)))
-               for q in http_json(f"{api}/_chaos_dynamo/dns/log?since={since!r}")
-               if float(q["time"]) <= until and (ours or q.get("client") == address)]
+        dns = [q for q in lab.dns_log(since) if q.time <= until and (ours or q.client == address)]
     except LabError as exc:
         notes.append(f"the lab DNS log could not be read: {exc}")
     try:
-        lb = [LbRequest(float(r["time"]), str(r.get("client", "")), str(r.get("lb", "")),
-                        str(r.get("operation") or ""), r.get("status") if isinstance(r.get("status"), int) else None,
-                        str(r.get("user_agent") or ""), str(r.get("service") or ""))
-              for r in http_json(f"{api}/_chaos_dynamo/lb/log?since={since!r}")
-              if float(r["time"]) <= until
-              and (ours or r.get("service") == app_id or app_id_of(str(r.get("user_agent") or "")) == app_id)]
+        lb = [r for r in lab.lb_log(since) if r.time <= until
+              and (ours or r.service == app_id or app_id_of(r.user_agent) == app_id)]
     except LabError as exc:
         notes.append(f"the lab LB log could not be read: {exc}")
     return dns, lb, notes
@@ -321,11 +345,11 @@ def run_command_audit(run: AuditRun, *, root: Path, echo: Echo,
         with _lab(run.state_file, run.seed, scratch, echo) as (info, lab_state, ours):
             address = _address(lab_state, ours)
             env = _environment(run, info, lab_state, calls_dir, address)
-            outage = Outage(info, run.outage_after, run.outage, echo, clock) if run.outage else None
             echo(f"audit: running {' '.join(run.command)}"
                  + (f" for at most {run.timeout:g} s" if run.timeout else "")
                  + (f"; outage of {run.outage:g} s after {run.outage_after:g} s" if run.outage else ""))
             since = clock.now()
+            outage = Outage(info, run.outage_after, run.outage, echo, clock, since) if run.outage else None
             try:
                 if outage is not None:
                     outage.start()

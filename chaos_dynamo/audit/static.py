@@ -22,6 +22,7 @@ judged from the real client, with botocore's resolved values).
 from __future__ import annotations
 
 import ast
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -256,16 +257,21 @@ def _config_values(call: ast.Call, unresolved: list[str]) -> dict[str, Any]:
 
 # --- files -----------------------------------------------------------------------------------
 
-def _python_files(path: Path) -> Iterator[Path]:
+def _python_files(path: Path, root: Path, skipped: list[str]) -> Iterator[Path]:
+    """``path`` itself when it is a file, else the ``.py`` files under it, without following
+    symbolic links to directories (a link to a parent would loop); a directory that cannot
+    be listed goes to ``skipped`` with the reason."""
     if path.is_file():
         yield path
         return
-    for child in sorted(path.iterdir()):
-        if child.is_dir():
-            if child.name not in SKIP_DIRS and not child.name.endswith(".egg-info"):
-                yield from _python_files(child)
-        elif child.suffix == ".py":
-            yield child
+
+    def unreadable(exc: OSError) -> None:
+        where = display_path(Path(exc.filename), root) if exc.filename else display_path(path, root)
+        skipped.append(f"{where}: {type(exc).__name__}: {exc.strerror or exc}")
+
+    for folder, dirs, files in os.walk(path, onerror=unreadable, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.endswith(".egg-info"))
+        yield from (Path(folder, name) for name in sorted(files) if name.endswith(".py"))
 
 
 def display_path(path: Path, root: Path) -> str:
@@ -287,8 +293,9 @@ def scan_source(source: str, path: str) -> list[Construction]:
 
 
 def scan(paths: Iterable[Path], root: Path) -> tuple[list[Construction], list[str]]:
-    """Every construction under ``paths`` (files or directories), and the files skipped
-    (unreadable or not Python 3), each with the reason.
+    """Every construction under ``paths`` (files or directories), and the files and
+    directories skipped (unreadable, not Python 3, or too deeply nested to parse), each
+    with the reason.
 
     Raises:
         ConfigError: a path does not exist.
@@ -298,12 +305,14 @@ def scan(paths: Iterable[Path], root: Path) -> tuple[list[Construction], list[st
     for path in paths:
         if not path.exists():
             raise ConfigError("--static", f"{str(path)!r} does not exist", "give a Python file or a directory")
-        for file in _python_files(path):
+        for file in _python_files(path, root, skipped):
             shown = display_path(file, root)
             try:
                 found += scan_source(file.read_text(encoding="utf-8"), shown)
-            except (OSError, UnicodeDecodeError, SyntaxError, ValueError) as exc:
-                skipped.append(f"{shown}: {type(exc).__name__}: {exc}")
+            except (OSError, UnicodeDecodeError, SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+                # RecursionError/MemoryError: a generated or hostile file nested deeper than
+                # the parser (or this scan's walk of its tree) can go.
+                skipped.append(f"{shown}: {type(exc).__name__}: {exc or 'too large or too deeply nested to parse'}")
     unique = {(c.path, c.line, c.end_line): c for c in found}
     return sorted(unique.values(), key=lambda c: (c.path, c.line)), skipped
 

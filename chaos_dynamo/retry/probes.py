@@ -51,12 +51,16 @@ LOG_NEARLY_FULL = 150_000
 
 @dataclass(frozen=True)
 class Request:
-    """An LB request as the lab's ``/_chaos_dynamo/lb/log`` reports it."""
+    """An LB request as the lab's ``/_chaos_dynamo/lb/log`` reports it (``status`` None: no
+    response was sent)."""
 
     time: float
     client: str
     user_agent: str = ""
     service: str = ""
+    lb: str = ""
+    operation: str = ""
+    status: int | None = None
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,9 @@ class HttpLab:
 
     def lb_log(self, since: float) -> list[Request]:
         return [Request(time=float(r["time"]), client=str(r.get("client", "")),
-                        user_agent=str(r.get("user_agent") or ""), service=str(r.get("service") or ""))
+                        user_agent=str(r.get("user_agent") or ""), service=str(r.get("service") or ""),
+                        lb=str(r.get("lb", "")), operation=str(r.get("operation") or ""),
+                        status=r["status"] if isinstance(r.get("status"), int) else None)
                 for r in _lab.http_json(f"{self.api}/_chaos_dynamo/lb/log?since={since!r}")]
 
     def dns_log(self, since: float) -> list[Query]:

@@ -64,17 +64,23 @@ def dynamodb(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_both_runs_lived_through_the_outage(runs: dict[str, Any], lab_info: LabInfo) -> None:
+    """In order, whatever the machine's speed: calls that worked, the endpoint emptied, calls
+    that failed to resolve it, the endpoint restored, calls that worked again."""
     assert runs["output"].count("audit: outage: ") == 4  # emptied and restored, in each run
     assert runs["output"].count("reference ") >= 2  # the services' own output passed through
     for kind in ("hardened", "naive"):
         run = runs[f"{kind}_doc"]["run"]
-        assert run["stopped"] == "timeout" and run["exit_code"] == 0, runs[kind].stderr
+        assert run["stopped"] == "timeout" and run["exit_code"] == 0, runs["output"][-4000:]
         outage = run["outage"]
         assert outage["endpoint"] == lab_info.primary_endpoint.name and outage["restored"] and not outage["error"]
-        assert 2 <= outage["start"] < outage["end"] < run["duration"]
+        assert outage["after"] <= outage["start"] < outage["end"]
         dep = dynamodb(runs[f"{kind}_doc"])
-        assert {"PutItem", "GetItem", "DescribeTable"} <= set(dep["operations"]) and dep["calls"] >= 20
+        assert {"PutItem", "GetItem", "DescribeTable"} <= set(dep["operations"])
         assert dep["host"] == lab_info.primary_endpoint.name and dep["dns_failures"] > 0
+        phases = dep["around_outage"]
+        assert phases["before"]["ok"] > 0, (kind, phases)
+        assert phases["during"]["dns_failures"] > 0, (kind, phases)
+        assert phases["after"]["ok"] > 0, (kind, phases)
         assert dep["processes"] == ["reference"] and dep["fallback"] == {"regions": [], "hosts": []}
 
 

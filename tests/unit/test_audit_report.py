@@ -47,7 +47,8 @@ def fragile_document() -> dict[str, Any]:
                    "end": 5.3, "restored": True, "error": ""})
     dns = (DnsQuery(T, "127.0.0.100", "dynamodb.us-east-1.amazonaws.com.", "A", "NOERROR", 0),
            DnsQuery(T, "127.0.0.9", "sqs.eu-west-1.amazonaws.com.", "A", "NOERROR", 1))
-    lb = (LbRequest(T, "127.0.0.1", "lb-1", "PutItem", 200), LbRequest(T, "127.0.0.1", "lb-1", "CreateTable", 400))
+    lb = (LbRequest(T, "127.0.0.1", lb="lb-1", operation="PutItem", status=200),
+          LbRequest(T, "127.0.0.1", lb="lb-1", operation="CreateTable", status=400))
     observed = Observed(assemble(events), clients_from(events), dns, lb)
     return build_document(run, observed, scan_source(ARCHIVE, "app.py"))
 

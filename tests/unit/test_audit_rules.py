@@ -272,9 +272,9 @@ def test_lb_requests_beyond_the_logged_attempts_are_an_lb_only_dependency() -> N
     client = history.client("7-c1", connect=2, read=5)
     history.call(client, "PutItem", attempts=2, dns=True, ok=True)  # one attempt never reached an LB
     history.call(client, "GetItem")
-    lb = tuple(LbRequest(T, "127.0.0.1", "lb-1", op) for op in ("PutItem", "GetItem"))
+    lb = tuple(LbRequest(T, "127.0.0.1", lb="lb-1", operation=op) for op in ("PutItem", "GetItem"))
     assert not [d for d in history.deps(lb=lb) if d.seen_by == LB_LOG]
-    extra = lb + (LbRequest(T, "127.0.0.1", "lb-2", "Scan"), LbRequest(T, "127.0.0.1", "lb-2", "Scan"))
+    extra = lb + (LbRequest(T, "127.0.0.1", lb="lb-2", operation="Scan"), LbRequest(T, "127.0.0.1", lb="lb-2", operation="Scan"))
     (only,) = [d for d in history.deps(lb=extra) if d.seen_by == LB_LOG]
     assert dict(only.operations) == {"Scan": 2}
 

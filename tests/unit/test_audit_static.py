@@ -3,6 +3,8 @@ static rules on the constructions a run did not exercise."""
 
 from __future__ import annotations
 
+import json
+import os
 import textwrap
 from pathlib import Path
 
@@ -153,3 +155,66 @@ def test_scan_walks_a_tree_skips_virtualenvs_and_reports_unparseable_files(tmp_p
     assert len(skipped) == 1 and skipped[0].startswith("pkg/broken.py: SyntaxError")
     with pytest.raises(ConfigError, match="--static"):
         scan([tmp_path / "missing"], tmp_path)
+
+
+def test_a_file_too_deeply_nested_to_parse_is_skipped_with_the_reason(tmp_path: Path) -> None:
+    (tmp_path / "deep.py").write_text("x = a" + " + a" * 200_000 + "\n")
+    (tmp_path / "ok.py").write_text("import boto3\nboto3.client('sqs')\n")
+    found, skipped = scan([tmp_path], tmp_path)
+    assert [c.path for c in found] == ["ok.py"]
+    assert len(skipped) == 1 and skipped[0].startswith("deep.py: RecursionError")
+
+
+def test_a_symlink_loop_is_not_followed(tmp_path: Path) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "a.py").write_text("import boto3\nboto3.client('dynamodb')\n")
+    (tmp_path / "pkg" / "broken.py").write_text("def (:\n")
+    (tmp_path / "pkg" / "loop").symlink_to(tmp_path / "pkg", target_is_directory=True)
+    found, skipped = scan([tmp_path], tmp_path)
+    assert [(c.path, c.line) for c in found] == [("pkg/a.py", 2)]
+    assert len(skipped) == 1 and skipped[0].startswith("pkg/broken.py: SyntaxError")  # read once
+
+
+def test_an_unreadable_directory_is_skipped_with_the_reason(tmp_path: Path) -> None:
+    """Run as an unprivileged user (root reads any directory): a forked child scans."""
+    project = tmp_path / "proj"
+    (project / "locked").mkdir(parents=True)
+    (project / "locked" / "hidden.py").write_text("import boto3\nboto3.client('sqs')\n")
+    (project / "a.py").write_text("import boto3\nboto3.client('dynamodb')\n")
+    (project / "locked").chmod(0)
+    for folder in (tmp_path, project):
+        folder.chmod(0o755)
+    found, skipped = _scan_as_nobody(tmp_path) if os.getuid() == 0 else _scan_summary(project, tmp_path)
+    (project / "locked").chmod(0o755)
+    assert found == ["proj/a.py"]
+    assert len(skipped) == 1 and skipped[0].startswith("proj/locked: PermissionError"), skipped
+
+
+def _scan_summary(path: Path, root: Path) -> tuple[list[str], list[str]]:
+    found, skipped = scan([path], root)
+    return [c.path for c in found], skipped
+
+
+def _scan_as_nobody(root: Path) -> tuple[list[str], list[str]]:
+    """:func:`_scan_summary` of ``root/proj`` in a child process running as ``nobody``, from
+    ``root`` (so it needs no access to ``root``'s parents); its result as JSON."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.close(read)
+            os.chdir(root)
+            os.setgid(65534)
+            os.setuid(65534)
+            os.write(write, json.dumps(_scan_summary(Path("proj"), Path.cwd())).encode())
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, which fails the test
+            os.write(write, repr(exc).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(pid, 0)
+    assert data.startswith(b"["), data
+    found, skipped = json.loads(data)
+    return found, skipped
