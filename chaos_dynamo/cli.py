@@ -687,7 +687,7 @@ def verify(paths: tuple[Path, ...], journals: Path, junit: Path | None, summary:
       2    bad input or usage; nothing ran
       3    infrastructure error (lab did not start, chaos missing or crashed,
            a report not written) and no experiment failed
-      130  interrupted (Ctrl-C/SIGTERM): running experiments rolled back,
+      130  interrupted (Ctrl-C, SIGTERM or SIGHUP): running experiments rolled back,
            reports cover what ran
     """
     from chaos_dynamo.verify.command import EXIT_INFRA, Outputs, run_verify

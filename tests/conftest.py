@@ -178,3 +178,11 @@ class HoldClock:
         self.seen_during = self.look()
         if self.interrupt is not None:
             raise self.interrupt
+
+
+def readme_snippet(name: str) -> str:
+    """The README's code block marked ``<!-- readme-test: NAME -->``: the tests run it as written."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    match = re.search(rf"<!-- readme-test: {name} -->\n```\w+\n(.*?)```", text, re.S)
+    assert match, f"README has no snippet marked {name}"
+    return match.group(1)

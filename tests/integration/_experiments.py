@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from chaos_dynamo.calllog import read_calls
 from chaos_dynamo.endpoint.probes import endpoint_answer
 from chaos_dynamo.lab.state import LabInfo, read_state
 from chaos_dynamo.services import registry, supervisor
-from tests.conftest import BIN, ROOT, control
+from tests.conftest import BIN, ROOT, control, readme_snippet
 
 RETRY_WINDOWS = {
     "CHAOS_DYNAMO_SERVICE_RATE": "2",       # a low baseline, so a storm shows even on a slow machine
@@ -152,13 +151,6 @@ def journal_of(run: dict[str, Any], log: str) -> dict[str, Any]:
                       "_seconds": float(journal.get("duration") or 0.0), "_fleet_start": run["fleet_start"],
                       "_lab_before": run["before"], "_lab_after": run["after"], "_health_log": run["health_log"]}
 
-
-def readme_snippet(name: str) -> str:
-    """The README's code block marked ``<!-- readme-test: NAME -->``."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    match = re.search(rf"<!-- readme-test: {name} -->\n```\w+\n(.*?)```", text, re.S)
-    assert match, f"README has no snippet marked {name}"
-    return match.group(1)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from chaos_dynamo.lab.state import LabInfo
-from tests.conftest import BIN, ROOT
+from tests.conftest import BIN, ROOT, readme_snippet
 
 pytestmark = pytest.mark.integration
 
@@ -32,12 +32,6 @@ def audit(args: list[str], extra_env: dict[str, str] | None = None) -> subproces
     return subprocess.run([str(BIN / "chaos-dynamo"), "audit", *args], cwd=ROOT, env=env | (extra_env or {}),
                           capture_output=True, text=True, timeout=120)
 
-
-def readme_snippet(name: str) -> str:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    match = re.search(rf"<!-- readme-test: {name} -->\n```\w+\n(.*?)```", readme, re.S)
-    assert match, f"README has no snippet marked {name}"
-    return match.group(1)
 
 
 @pytest.fixture(scope="module")

@@ -10,17 +10,12 @@ from pathlib import Path
 import pytest
 
 from chaos_dynamo.config import load_topology
-from tests.conftest import BIN, ROOT
+from tests.conftest import BIN, ROOT, readme_snippet
 from tests.integration._experiments import Session
 
 pytestmark = pytest.mark.integration
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
-
-def snippet(name: str) -> str:
-    match = re.search(rf"<!-- readme-test: {name} -->\n```\w+\n(.*?)```", README, re.S)
-    assert match, f"README has no snippet marked {name}"
-    return match.group(1)
 
 
 def test_readme_starts_with_the_two_commands() -> None:
@@ -34,7 +29,7 @@ def test_shell_session(tmp_path: Path) -> None:
     (tmp_path / "experiments").symlink_to(ROOT / "experiments")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CHAOS_DYNAMO_"))}
     env |= {"PATH": f"{BIN}:{env.get('PATH', '')}", "CHAOS_DYNAMO_STATE": str(tmp_path / "lab.json")}
-    script = "set -euo pipefail\ntrap 'chaos-dynamo lab down >/dev/null 2>&1 || true' EXIT\n" + snippet("lab-session")
+    script = "set -euo pipefail\ntrap 'chaos-dynamo lab down >/dev/null 2>&1 || true' EXIT\n" + readme_snippet("lab-session")
     result = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -46,14 +41,14 @@ def test_shell_session(tmp_path: Path) -> None:
 
 def test_topology_example_is_valid(tmp_path: Path) -> None:
     path = tmp_path / "lab.toml"
-    path.write_text(snippet("topology"), encoding="utf-8")
+    path.write_text(readme_snippet("topology"), encoding="utf-8")
     topology = load_topology(path)
     assert [lb.name for lb in topology.load_balancers] == ["lb-a", "lb-b"]
     assert topology.propagation_delay == 0.5
 
 
 def test_python_shim_example(lab_env: dict[str, str]) -> None:
-    result = subprocess.run([str(BIN / "python"), "-c", snippet("python-shim")], env=lab_env,
+    result = subprocess.run([str(BIN / "python"), "-c", readme_snippet("python-shim")], env=lab_env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "chaos-dynamo-plans" in result.stdout

@@ -28,7 +28,7 @@ import pytest
 import xmlschema
 
 from chaos_dynamo.clock import wait_until
-from tests.conftest import BIN, ROOT
+from tests.conftest import BIN, ROOT, readme_snippet
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
@@ -69,12 +69,6 @@ class Run:
         (case,) = [c for c in self.junit().iter("testcase") if (c.get("name") or "").startswith(f"{stem}: ")]
         return case
 
-
-def readme_snippet(name: str) -> str:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    match = re.search(rf"<!-- readme-test: {name} -->\n```\w+\n(.*?)```", readme, re.S)
-    assert match, f"README has no snippet marked {name}"
-    return match.group(1)
 
 
 @pytest.fixture(scope="module")
