@@ -45,7 +45,14 @@ import click
 
 from chaos_dynamo.clock import REAL_CLOCK, wait_until
 from chaos_dynamo.errors import LabError
-from chaos_dynamo.lab.state import LabInfo, read_state, remove_state, state_path, write_state
+from chaos_dynamo.lab.state import (
+    LabInfo,
+    read_state,
+    remove_state,
+    state_path,
+    without_aws,
+    write_state,
+)
 from chaos_dynamo.processes import stop_process_group
 from chaos_dynamo.verify.experiments import (
     EXPECTATIONS,
@@ -79,10 +86,10 @@ def isolate_from_aws(environ: MutableMapping[str, str] = os.environ) -> None:
     the caller's profile (``AWS_PROFILE=prod`` that exists on another machine stops every
     boto3 client) or a service endpoint pointing at real AWS.
     """
-    for key in [k for k in environ if k.startswith("AWS_")]:
+    wanted = without_aws(environ)
+    for key in [k for k in environ if k not in wanted]:
         del environ[key]
-    environ.update({"AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-                    "AWS_EC2_METADATA_DISABLED": "true"})
+    environ.update(wanted)
 
 
 class Interrupt:

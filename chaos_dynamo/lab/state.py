@@ -109,9 +109,7 @@ class LabInfo:
         instance metadata service is off, then :meth:`env` is added. Other variables,
         including an experiment's ``CHAOS_DYNAMO_*`` settings, pass through.
         """
-        kept = {k: v for k, v in base.items() if not k.startswith("AWS_")}
-        return kept | {"AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-                       "AWS_EC2_METADATA_DISABLED": "true"} | self.env()
+        return without_aws(base) | self.env()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -122,6 +120,14 @@ class LabInfo:
         data["endpoints"] = tuple(EndpointInfo(**e) for e in data.get("endpoints", ()))
         data["load_balancers"] = tuple(data.get("load_balancers", ()))
         return cls(**data)
+
+
+def without_aws(base: Mapping[str, str]) -> dict[str, str]:
+    """``base`` without any ``AWS_*`` setting, with the shared config and credentials files
+    hidden and instance metadata off: no client made from it can find real AWS by itself."""
+    kept = {k: v for k, v in base.items() if not k.startswith("AWS_")}
+    return kept | {"AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+                   "AWS_EC2_METADATA_DISABLED": "true"}
 
 
 def state_path(path: str | Path | None = None) -> Path:
