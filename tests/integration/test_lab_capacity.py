@@ -106,16 +106,14 @@ def test_one_slot_serializes_calls_through_every_lb(
     calls: list[Callable[[], object]] = [
         lambda c=client: c.get_item(TableName=table, Key=KEY) for client in clients]
 
-    lb_actions.set_dynamodb_capacity(slots=None, service_time=0.2, configuration=config)
-    parallel = concurrent_wall_time(calls)
     knobs = lb_actions.set_dynamodb_capacity(slots=1, service_time=0.2, configuration=config)
     assert (knobs["slots"], knobs["service_time"]) == (1, 0.2)
     served = knobs["served"]
     serial = concurrent_wall_time(calls)
 
-    # One slot across four LBs: each call holds it 0.2 s in turn.
+    # One slot across four LBs: each call holds it 0.2 s in turn, and the others queue (a
+    # ratio against an unlimited run's wall time was flaky on a loaded machine).
     assert serial >= 0.75, serial
-    assert serial >= 1.8 * parallel, (serial, parallel)
     after = capacity(lab)
     assert after["served"] == served + 4
     assert after["max_waiting"] >= 2  # somebody queued behind the one in service
