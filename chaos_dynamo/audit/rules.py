@@ -49,11 +49,13 @@ ATTEMPTS_BOUND = 10
 figure, 10, is the most botocore ever makes by default)."""
 NO_BACKOFF_PAUSE = 0.010
 """Seconds: an application whose median pause before retrying is below this retries at once."""
-BACKOFF_GROWTH = 2.0
+BACKOFF_GROWTH = 4.0
 """Backoff means later pauses are longer: in a call the application retried at least
 ``MIN_APP_RETRIES`` times, the mean pause before the 4th and later retries must be at least
 this many times the mean of the first two (capped exponential backoff with full jitter makes
-it about 8 times; a loop that retries at once, or after a fixed delay, about 1)."""
+it about 8 times; a loop that retries at once, or after a fixed delay, about 1; a loop whose
+pauses are only the work of each attempt, such as making a new client, 1-3 on a loaded
+machine, which 2 times misjudged)."""
 MIN_APP_RETRIES = 5
 """Application retries of one call needed before the growth of its pauses is judged (a
 bounded policy of 3-4 attempts is never judged on growth)."""
