@@ -47,7 +47,7 @@ from chaos_dynamo.calllog import (
 )
 from chaos_dynamo.clock import REAL_CLOCK, Clock
 from chaos_dynamo.errors import ConfigError, LabError
-from chaos_dynamo.lab.state import LabInfo, read_state, state_path, write_state
+from chaos_dynamo.lab.state import LabInfo, state_path, write_state
 from chaos_dynamo.processes import stop_process_group
 
 __all__ = ["AuditRun", "run_command_audit", "default_name", "check_command", "KEPT_AWS_SETTINGS"]
@@ -106,15 +106,10 @@ def check_command(command: tuple[str, ...]) -> None:
 @contextmanager
 def _lab(state_file: str | None, seed: int | None, scratch: Path, echo: Echo) -> Iterator[tuple[LabInfo, Path, bool]]:
     """(lab, its state file, whether this audit started it): the running lab, else a new one."""
-    from chaos_dynamo.endpoint._lab import fetch_info
+    from chaos_dynamo.runner import running_lab
 
     path = state_path(state_file)
-    running: LabInfo | None = None
-    try:
-        running = fetch_info(read_state(path).api_url)
-    except LabError:
-        if state_file:
-            raise
+    running = running_lab(state_file)
     if running is not None:
         echo(f"audit: using the running lab at {running.api_url} ({path})")
         yield running, path, False
