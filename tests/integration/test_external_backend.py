@@ -354,6 +354,32 @@ def test_cli_up_detach_with_backend_then_down_leaves_the_backend_running(fresh_b
     assert len(backend_zones(fresh_backend)) == 2
 
 
+def test_an_experiment_runs_unchanged_on_a_lab_over_an_external_backend(fresh_backend: str,
+                                                                         tmp_path: Path) -> None:
+    """The smoke experiment file, as shipped: the outage is reproduced in the external process's
+    zone and the rollback restores it there; only `lab up --backend` differs."""
+    state = tmp_path / "lab.json"
+    up = cli("lab", "up", "--detach", "--backend", fresh_backend, "--state-file", str(state), "--seed", "5")
+    assert up.returncode == 0, up.stderr + up.stdout
+    try:
+        journal = tmp_path / "smoke.json"
+        run = cli("run", str(ROOT / "experiments" / "endpoint-empty-smoke.json"), "--journal", str(journal),
+                  "--state-file", str(state), timeout=300)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "verdict: REPRODUCED" in run.stdout
+        data = json.loads(journal.read_text())
+        (emptied,) = [r for r in data["run"] if r["activity"]["name"] == "empty-the-endpoint"]
+        assert emptied["status"] == "succeeded" and emptied["output"]["deleted_records"] > 0
+        assert [r["status"] for r in data["rollbacks"]] == ["succeeded"]
+        # The restore landed in the backend itself: the plan's records are back in its zone.
+        (zone_id,) = [zid for name, zid in backend_zones(fresh_backend) if name == "us-east-1.amazonaws.com."]
+        names = backend_names(fresh_backend, zone_id)
+        assert {t.rstrip(".") for t in emptied["output"]["trees"]} <= names
+    finally:
+        down = cli("lab", "down", "--state-file", str(state))
+    assert down.returncode == 0, down.stderr
+
+
 # --- MiniStack: LocalStack's API with faithful Route 53, when installed ----------------------
 
 def ministack_command() -> str | None:
