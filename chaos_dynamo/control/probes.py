@@ -12,6 +12,7 @@ from chaos_dynamo.control._client import JsonDict, JsonList
 from chaos_dynamo.control.aws import Route53Zones
 from chaos_dynamo.control.enactor import Endpoint, view
 from chaos_dynamo.endpoint import _lab
+from chaos_dynamo.errors import ConfigError
 
 __all__ = ["active_generation", "generation_went_backwards", "control_plane_stuck", "enactor_states",
            "race_history"]
@@ -60,6 +61,9 @@ def race_history(summary: bool = True, *, configuration: dict[str, Any] | None =
             generation went backwards, batches Route 53 refused, cleanups, stuck); False:
             every step with its times, outcome (ok/fail/info) and Route 53's error.
     """
+    if not isinstance(summary, bool):  # "false" would be truthy
+        raise ConfigError("summary", f"{summary!r} is not true/false",
+                          "use true (the steps that matter) or false (every step)")
     if summary:
         lines: JsonList = _client.call("summary", configuration=configuration)["lines"]
         return lines

@@ -314,7 +314,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             status, result = self.server.front.control(self.command, path, query, payload)
         except ConfigError as exc:
-            self._send_json(400, {"error": str(exc), "field": exc.field})
+            self._send_json(400, {"error": str(exc), "field": exc.field, "problem": exc.problem, "fix": exc.fix})
             return
         except ChaosDynamoError as exc:
             self._send_json(409, {"error": str(exc)})

@@ -110,8 +110,10 @@ def test_two_chaos_dynamo_extensions_are_refused(tmp_path: Path) -> None:
 def test_what_chaos_would_refuse_is_refused_before_any_lab_starts(tmp_path: Path) -> None:
     data = experiment()
     data["method"][0]["provider"]["func"] = "no_such_probe"
-    with pytest.raises(ConfigError, match="chaos would refuse it: .*no_such_probe"):
+    with pytest.raises(ConfigError, match=r"method\[0\]\.provider\.func: .*no_such_probe"):
         inspect(write(tmp_path / "typo.json", data))
+    with pytest.raises(ConfigError, match="chaos would refuse it: experiment requires a title"):
+        inspect(write(tmp_path / "untitled.json", experiment() | {"title": ""}))
 
 
 def test_namespaces_are_read_and_undeclared_is_none(tmp_path: Path) -> None:
