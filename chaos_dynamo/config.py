@@ -21,6 +21,14 @@ Example file::
     address = "127.0.0.11"
     weight = 100
     az = "use1-az1"
+
+    [[namespaces]]                     # an isolated part of the lab (docs/namespaces.md)
+    name = "team-a"
+    zone = "team-a.lab.internal"       # default: <name>.lab.internal
+    endpoint = "dynamodb.team-a.lab.internal"  # default: dynamodb.<zone>
+    table_prefix = "team-a-"           # default: <name>-
+    # load_balancers: names from [[load_balancers]], never another namespace's; default:
+    # three new load balancers of its own
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import ipaddress
 import random
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -64,6 +72,35 @@ class EndpointSpec:
     ipv6: bool = False
 
 
+NAMESPACE_ZONE_SUFFIX = "lab.internal"
+"""A namespace's hosted zone is ``<name>.lab.internal`` unless its entry names one."""
+NAMESPACE_LBS = 3
+"""Load balancers a namespace gets of its own (one per AZ) when its entry lists none."""
+_NAMESPACE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
+_TABLE_PREFIX = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+
+
+@dataclass(frozen=True)
+class NamespaceSpec:
+    """An isolated part of a shared lab: its own hosted zone, endpoint, plan table (and table
+    prefix) and load balancers, so experiments in different namespaces run side by side
+    without seeing each other's faults or counts (docs/namespaces.md).
+
+    ``load_balancers`` empty means "three of its own": :func:`validate` never sees that,
+    :func:`with_namespaces` fills them in first.
+    """
+
+    name: str
+    zone: str = ""
+    endpoint: str = ""
+    table_prefix: str = ""
+    load_balancers: tuple[str, ...] = ()
+
+    @property
+    def endpoint_spec(self) -> EndpointSpec:
+        return EndpointSpec(self.endpoint, self.zone)
+
+
 @dataclass(frozen=True)
 class Topology:
     """Everything ``chaos-dynamo lab up`` needs to stand up a region."""
@@ -86,11 +123,38 @@ class Topology:
     zones: tuple[str, ...] = ()
     endpoints: tuple[EndpointSpec, ...] = ()
     load_balancers: tuple[LBSpec, ...] = ()
+    namespaces: tuple[NamespaceSpec, ...] = ()
     source: str = field(default="defaults", compare=False)
 
     @property
     def primary_endpoint(self) -> EndpointSpec:
         return self.endpoints[0]
+
+    @property
+    def claimed(self) -> frozenset[str]:
+        """The names of the load balancers some namespace owns."""
+        return frozenset(name for ns in self.namespaces for name in ns.load_balancers)
+
+    @property
+    def default_load_balancers(self) -> tuple[LBSpec, ...]:
+        """The load balancers of the lab's own endpoints: every one no namespace owns (all
+        of them in a lab without namespaces)."""
+        claimed = self.claimed
+        return tuple(lb for lb in self.load_balancers if lb.name not in claimed)
+
+    def namespace_load_balancers(self, namespace: NamespaceSpec) -> tuple[LBSpec, ...]:
+        """The namespace's load balancers, in fleet order."""
+        owned = set(namespace.load_balancers)
+        return tuple(lb for lb in self.load_balancers if lb.name in owned)
+
+    def plan_table_of(self, namespace: NamespaceSpec) -> str:
+        """The namespace's plan table: its prefix, then the lab's plan table name."""
+        return f"{namespace.table_prefix}{self.plan_table}"
+
+    @property
+    def all_endpoints(self) -> tuple[EndpointSpec, ...]:
+        """The lab's own endpoints, then each namespace's."""
+        return self.endpoints + tuple(ns.endpoint_spec for ns in self.namespaces)
 
 
 _COMPASS = {"northeast": "ne", "northwest": "nw", "southeast": "se", "southwest": "sw"}
@@ -297,7 +361,148 @@ def validate(topology: Topology) -> Topology:
     if all(lb.weight == 0 for lb in topology.load_balancers):
         raise ConfigError("load_balancers", "every weight is 0",
                           "give at least one load balancer a weight from 1 to 255")
+    _check_namespaces(topology, zones)
     return topology
+
+
+def _check_namespaces(topology: Topology, zones: list[str]) -> None:
+    """Each namespace has a valid name, a zone of its own, an endpoint in it, a plan table
+    of its own and load balancers of the fleet that no other namespace has: a load balancer
+    in two namespaces would carry one's faults into the other and mix their counts."""
+    if not isinstance(topology.namespaces, tuple):
+        raise ConfigError("namespaces", f"{topology.namespaces!r} is not a list of namespaces",
+                          "write each as a [[namespaces]] table")
+    fleet = {lb.name: lb for lb in topology.load_balancers}
+    taken_zones = list(zones)
+    owner: dict[str, str] = {}
+    names: set[str] = set()
+    plan_tables = {topology.plan_table: "the lab itself"}
+    for i, ns in enumerate(topology.namespaces):
+        where = f"namespaces[{i}]"
+        if not isinstance(ns, NamespaceSpec):
+            raise ConfigError(where, f"{ns!r} is not a namespace", "write it as a [[namespaces]] table")
+        check_namespace_name(f"{where}.name", ns.name)
+        if ns.name in names:
+            raise ConfigError(f"{where}.name", f"{ns.name!r} is used twice", "give each namespace its own name")
+        names.add(ns.name)
+        zone = check_dns_name(f"{where}.zone", ns.zone)
+        for other in taken_zones:
+            if is_within(zone, other) or is_within(other, zone):
+                raise ConfigError(f"{where}.zone", f"{zone!r} overlaps the lab's zone {other!r}",
+                                  f"give each namespace a hosted zone of its own, e.g. "
+                                  f"{ns.name}.{NAMESPACE_ZONE_SUFFIX}")
+        taken_zones.append(zone)
+        endpoint = check_dns_name(f"{where}.endpoint", ns.endpoint)
+        if not is_within(endpoint, zone) or normalize_name(endpoint) == normalize_name(zone):
+            raise ConfigError(f"{where}.endpoint", f"{endpoint!r} is not below the namespace's zone {zone!r}",
+                              f"use a name inside it, e.g. dynamodb.{zone}")
+        prefix = ns.table_prefix
+        if not isinstance(prefix, str) or not _TABLE_PREFIX.match(prefix):
+            raise ConfigError(f"{where}.table_prefix", f"{prefix!r} is not a table name prefix",
+                              f"use 1-100 letters, digits, '_', '-' or '.', e.g. \"{ns.name}-\"")
+        plan_table = topology.plan_table_of(ns)
+        if len(plan_table) > 255:
+            raise ConfigError(f"{where}.table_prefix", f"makes the plan table name {plan_table!r} too long",
+                              "use a shorter prefix (a table name has at most 255 characters)")
+        if plan_table in plan_tables:
+            raise ConfigError(f"{where}.table_prefix", f"{prefix!r} gives the plan table {plan_table!r} of "
+                              f"{plan_tables[plan_table]}", "give each namespace its own table prefix")
+        plan_tables[plan_table] = f"namespace {ns.name!r}"
+        _check_namespace_lbs(where, ns, fleet, owner)
+    if topology.namespaces:
+        own = topology.default_load_balancers
+        if not own or all(lb.weight == 0 for lb in own):
+            raise ConfigError("namespaces", "the namespaces own every load balancer (of weight above 0), "
+                              "leaving none for the lab's own endpoints",
+                              "leave at least one [[load_balancers]] entry out of every namespace, or omit "
+                              "a namespace's load_balancers to give it load balancers of its own")
+
+
+def _check_namespace_lbs(where: str, ns: NamespaceSpec, fleet: Mapping[str, LBSpec], owner: dict[str, str]) -> None:
+    lbs = ns.load_balancers
+    if not isinstance(lbs, tuple) or not lbs:
+        raise ConfigError(f"{where}.load_balancers", f"{lbs!r} is not a list of load balancer names",
+                          f"list some of {sorted(fleet)}, or leave the key out to give the namespace "
+                          "load balancers of its own")
+    for j, name in enumerate(lbs):
+        field_name = f"{where}.load_balancers[{j}]"
+        if not isinstance(name, str) or name not in fleet:
+            raise ConfigError(field_name, f"{name!r} is not a load balancer of the lab",
+                              f"use one of {sorted(fleet)}")
+        if name in lbs[:j]:
+            raise ConfigError(field_name, f"{name!r} is listed twice", "list each load balancer once")
+        if name in owner:
+            raise ConfigError(field_name, f"{name!r} is also in namespace {owner[name]!r}",
+                              "give each namespace load balancers no other namespace has: a shared one "
+                              "would carry one namespace's faults and request counts into the other")
+        owner[name] = ns.name
+    if all(fleet[name].weight == 0 for name in lbs):
+        raise ConfigError(f"{where}.load_balancers", "every weight is 0",
+                          "include a load balancer with a weight from 1 to 255")
+
+
+def check_namespace_name(field_name: str, value: Any) -> str:
+    """A namespace name: 1-32 lower-case letters, digits and inner hyphens (it becomes a DNS
+    label and a table prefix)."""
+    if not isinstance(value, str) or not _NAMESPACE_NAME.match(value):
+        raise ConfigError(field_name, f"{value!r} is not a namespace name",
+                          "use 1-32 lower-case letters, digits and hyphens, e.g. \"team-a\"")
+    return value
+
+
+def with_namespaces(topology: Topology, namespaces: Sequence[NamespaceSpec | str]) -> Topology:
+    """``topology`` with ``namespaces`` added (names or partly filled specs), every default
+    filled in: zone ``<name>.lab.internal``, endpoint ``dynamodb.<zone>``, table prefix
+    ``<name>-``, and for a namespace that lists no load balancers, :data:`NAMESPACE_LBS` new
+    ones of its own (``<name>-lb-1``..., one per AZ, weight 100, on the next free
+    127.0.0.x addresses). The result is not validated yet (:func:`validate` does that).
+
+    Raises:
+        ConfigError: a namespace's name is not valid (the defaults are made from it).
+    """
+    lbs = list(topology.load_balancers)
+    used = {lb.address for lb in lbs} | {topology.host}
+    addresses = (f"127.0.{x}.{y}" for x in range(256) for y in range(11 if x == 0 else 1, 255))
+    prefix = az_prefix(topology.region) if _REGION.match(str(topology.region)) else "az"
+    filled = []
+    start = len(topology.namespaces)
+    seen = {ns.name for ns in topology.namespaces}
+    for i, item in enumerate(namespaces, start):
+        spec = NamespaceSpec(item) if isinstance(item, str) else item
+        name = check_namespace_name(f"namespaces[{i}].name", spec.name)
+        if name in seen:
+            raise ConfigError(f"namespaces[{i}].name", f"{name!r} is used twice", "give each namespace its own name")
+        seen.add(name)
+        zone = (spec.zone or f"{name}.{NAMESPACE_ZONE_SUFFIX}")
+        zone = zone.lower().rstrip(".") if isinstance(zone, str) else zone
+        endpoint = spec.endpoint or f"dynamodb.{zone}"
+        endpoint = endpoint.lower().rstrip(".") if isinstance(endpoint, str) else endpoint
+        owned = spec.load_balancers
+        if owned == ():
+            new = []
+            for k in range(NAMESPACE_LBS):
+                address = next(a for a in addresses if a not in used)
+                used.add(address)
+                new.append(LBSpec(f"{name}-lb-{k + 1}", address, 100, f"{prefix}-{AZS[k % len(AZS)]}"))
+            lbs += new
+            owned = tuple(lb.name for lb in new)
+        filled.append(replace(spec, zone=zone, endpoint=endpoint,
+                              table_prefix=spec.table_prefix or f"{name}-", load_balancers=owned))
+    return replace(topology, load_balancers=tuple(lbs), namespaces=topology.namespaces + tuple(filled))
+
+
+def namespaces_option(value: str) -> tuple[str, ...]:
+    """``lab up --namespaces``: a count (``2``: ``ns1``, ``ns2``) or comma-separated names."""
+    text = value.strip() if isinstance(value, str) else ""
+    if text.isdigit():
+        count = _check_int("--namespaces", int(text), 1, 64)
+        return tuple(f"ns{i + 1}" for i in range(count))
+    names = tuple(part.strip() for part in text.split(","))
+    for name in names:
+        check_namespace_name("--namespaces", name)
+    if len(set(names)) != len(names):
+        raise ConfigError("--namespaces", f"{value!r} names a namespace twice", "name each once")
+    return names
 
 
 def _check_distinct_ports(topology: Topology) -> None:
@@ -346,7 +551,7 @@ def _unknown(where: str, data: Mapping[str, Any], allowed: set[str]) -> None:
 
 def topology_from_mapping(doc: Mapping[str, Any], source: str = "<config>") -> Topology:
     """Build and validate a topology from a parsed TOML document."""
-    _unknown("<top level>", doc, {"lab", "zones", "endpoints", "load_balancers"})
+    _unknown("<top level>", doc, {"lab", "zones", "endpoints", "load_balancers", "namespaces"})
     lab = _table(doc, "lab")
     _unknown("lab", lab, _LAB_KEYS)
     seed = _check_int("lab.seed", lab.get("seed", 0), 0, 2**63 - 1)
@@ -400,7 +605,38 @@ def topology_from_mapping(doc: Mapping[str, Any], source: str = "<config>") -> T
         topology = replace(base, source=source, **overrides)
     except TypeError as exc:  # a value of the wrong shape reached the dataclass
         raise ConfigError("lab", str(exc), "check the value types in the file") from None
+    namespaces = _array(doc, "namespaces")
+    if namespaces:
+        topology = with_namespaces(topology, [_namespace_entry(i, n) for i, n in enumerate(namespaces)])
     return validate(topology)
+
+
+_NAMESPACE_KEYS = {"name", "zone", "endpoint", "table_prefix", "load_balancers"}
+
+
+def _namespace_entry(i: int, entry: Mapping[str, Any]) -> NamespaceSpec:
+    """One ``[[namespaces]]`` table, its types checked (values are checked by :func:`validate`)."""
+    where = f"namespaces[{i}]"
+    _unknown(where, entry, _NAMESPACE_KEYS)
+    if "name" not in entry:
+        raise ConfigError(f"{where}.name", "is missing", "give the namespace a name, e.g. \"team-a\"")
+    texts = {}
+    for key in ("zone", "endpoint", "table_prefix"):
+        value = entry.get(key, "")
+        if not isinstance(value, str) or (key in entry and not value.strip()):
+            raise ConfigError(f"{where}.{key}", f"{value!r} is not a non-empty string",
+                              "give a value in quotes, or leave the key out for the default")
+        texts[key] = value.strip()
+    lbs = entry.get("load_balancers", [])
+    if "load_balancers" in entry and (not isinstance(lbs, list) or not lbs):
+        raise ConfigError(f"{where}.load_balancers", f"{lbs!r} is not a list of load balancer names",
+                          "list names of [[load_balancers]] entries, e.g. [\"lb-1\", \"lb-2\"], or leave "
+                          "the key out to give the namespace load balancers of its own")
+    for j, name in enumerate(lbs):
+        if not isinstance(name, str):
+            raise ConfigError(f"{where}.load_balancers[{j}]", f"{name!r} is not a load balancer name",
+                              "give the name in quotes, e.g. \"lb-1\"")
+    return NamespaceSpec(entry["name"], texts["zone"], texts["endpoint"], texts["table_prefix"], tuple(lbs))
 
 
 def _zone_for(name: str, zones: tuple[str, ...]) -> str:
@@ -416,6 +652,7 @@ def load_topology(path: str | Path | None = None, **overrides: Any) -> Topology:
     a file would leave its zones and weights from the other seed or region.
     """
     given = {k: v for k, v in overrides.items() if v is not None}
+    names = given.pop("namespaces", None)  # names: namespaces added with their own load balancers
     clashing = [f"--{k}" for k in ("region", "seed") if k in given]
     if path is not None and clashing:
         raise ConfigError("/".join(clashing), f"cannot be combined with --config {path}",
@@ -434,4 +671,9 @@ def load_topology(path: str | Path | None = None, **overrides: Any) -> Topology:
         topology = default_topology(seed=given.get("seed", 0), region=given.get("region", "us-east-1"))
     if given:
         topology = replace(topology, **given)
+    if names:
+        if topology.namespaces:
+            raise ConfigError("--namespaces", f"cannot be combined with the [[namespaces]] of {path}",
+                              "list every namespace in the file, or drop them from it")
+        topology = with_namespaces(topology, namespaces_option(names) if isinstance(names, str) else tuple(names))
     return validate(topology)

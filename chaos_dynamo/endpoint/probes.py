@@ -73,12 +73,15 @@ def dynamodb_roundtrip(endpoint: str = "", table: str = SMOKE_TABLE, timeout: fl
 
     One attempt, no SDK retries, so the answer reflects the endpoint now. A name that does
     not resolve shows up as botocore's ``EndpointConnectionError`` and a False result.
+    In a namespace the default table carries the namespace's table prefix.
     Tolerance: ``true``.
     """
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 60:
         raise ConfigError("timeout", f"{timeout!r} is not a duration in seconds", "use 0.1 to 60")
     info = _lab.lab_info(configuration)
     url = info.dynamodb_url(endpoint)
+    if table == SMOKE_TABLE:  # a namespace's own, so round trips of two namespaces never meet
+        table = f"{info.table_prefix}{table}"
     # The table is made through the lab's API endpoint, not the name under test.
     PlanStore(make_client("dynamodb", info.api_url, info.region), table).ensure_table()
     # Not make_client(): that one has a 30 s read timeout and takes no Config override.

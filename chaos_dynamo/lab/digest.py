@@ -3,7 +3,8 @@
 "Bad input changes nothing" and "a rollback restores state" are claims about the lab's
 *state*, not its counters: the digest covers every hosted zone's record sets, the health
 checks, the plan table, each load balancer's fault knobs, DynamoDB's capacity and the
-control plane's mode, design and armed failpoints. Query logs and request counters are left
+control plane's mode, design and armed failpoints; on a lab with namespaces, every
+namespace's plan table too. Query logs and request counters are left
 out, since reading the lab adds to them.
 
 ``snapshot(info)`` is the state as canonical JSON-ready data (a test can diff two of them);
@@ -42,10 +43,13 @@ def snapshot(info: LabInfo) -> dict[str, Any]:
             for zone in page["HostedZones"]:
                 records = [record_json(r) for r in iter_record_sets(route53, zone["Id"])]
                 zones[zone["Name"].lower()] = sorted(records, key=lambda r: json.dumps(r, sort_keys=True))
-        checks = []
+        checks: list[dict[str, Any]] = []
         for page in route53.get_paginator("list_health_checks").paginate():
             checks.extend({"id": c["Id"], "config": c["HealthCheckConfig"]} for c in page["HealthChecks"])
-        plans = _scan(dynamodb, info.plan_table)
+        # Every plan table: the view's, and each namespace's (a lab with namespaces has one each).
+        tables = sorted({info.plan_table, *(ns.plan_table for ns in info.namespaces)})
+        plans: Any = (_scan(dynamodb, info.plan_table) if tables == [info.plan_table]
+                      else {table: _scan(dynamodb, table) for table in tables})
     except (BotoCoreError, ClientError) as exc:
         raise LabError(f"could not read the lab's state at {info.api_url}: {exc}") from None
     status = http_json(f"{info.api_url}/_chaos_dynamo/status")
@@ -60,7 +64,7 @@ def snapshot(info: LabInfo) -> dict[str, Any]:
         "health_checks": sorted(checks, key=lambda c: str(c["id"])),
         "plans": plans,
         "load_balancers": load_balancers,
-        "capacity": status.get("dynamodb", {}).get("capacity"),
+        "capacity": _capacity_knobs(status.get("dynamodb", {}).get("capacity")),
         "control": {"mode": control.get("mode"), "design": control.get("design"),
                     "stuck": control.get("stuck"), "failpoints": failpoints},
     }
@@ -81,7 +85,8 @@ def record_json(record: Any) -> dict[str, Any]:
     import dataclasses
 
     if dataclasses.is_dataclass(record) and not isinstance(record, type):
-        return json.loads(json.dumps(dataclasses.asdict(record), default=str))
+        plain: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(record), default=str))
+        return plain
     return dict(record)
 
 
@@ -100,6 +105,14 @@ def _scan(dynamodb: Any, table: str) -> list[dict[str, Any]]:
             return []
         raise
     return sorted(items, key=lambda item: json.dumps(item, sort_keys=True))
+
+
+def _capacity_knobs(capacity: Any) -> Any:
+    """The capacity's settings (slots, service time), not its counters (served, waiting, ...):
+    any DynamoDB request through the LBs, a probe's included, moves those."""
+    if not isinstance(capacity, dict):
+        return capacity
+    return {k: capacity.get(k) for k in ("slots", "service_time")}
 
 
 def _stable_faults(faults: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,13 @@ stamped with the lab clock at the moment the DNS switches to the new answers, an
 *answer timeline* (:mod:`chaos_dynamo.lab.answers`): the addresses and failover roles of
 every name the DNS serves, with what changed them.
 
+A lab may have *namespaces* (``[[namespaces]]`` in the topology, ``lab up --namespaces``):
+each gets its own hosted zone, endpoint, plan table (``<prefix>chaos-dynamo-plans``) and
+load balancers, and a plan 1 that points its endpoint at those load balancers only. The
+lab's own endpoints are served by the load balancers no namespace owns. ``info()`` lists
+the lab's own parts at the top and each namespace's under ``namespaces``; the status and
+the logs cover the whole lab (docs/namespaces.md).
+
 Route 53 health checks are evaluated for real: the emulator stores them, the lab's
 checkers (:mod:`chaos_dynamo.route53.checkers`) probe their targets on loopback,
 ``health_check_speedup`` times faster than AWS's clock, and the DNS answers by each
@@ -36,7 +43,7 @@ from urllib.parse import urlparse
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chaos_dynamo.clock import REAL_CLOCK, Clock
-from chaos_dynamo.config import Topology, check_loopback, validate
+from chaos_dynamo.config import EndpointSpec, LBSpec, Topology, check_loopback, validate
 from chaos_dynamo.control import routes as control_routes
 from chaos_dynamo.control.enactor import Endpoint, initial_records
 from chaos_dynamo.control.runtime import ControlPlane
@@ -45,7 +52,7 @@ from chaos_dynamo.errors import AwsError, ConfigError, LabError, SafetyError
 from chaos_dynamo.lab import metrics
 from chaos_dynamo.lab.answers import AnswerTimeline, timeline_name
 from chaos_dynamo.lab.front import LabFront
-from chaos_dynamo.lab.state import EndpointInfo, LabInfo
+from chaos_dynamo.lab.state import EndpointInfo, LabInfo, NamespaceInfo
 from chaos_dynamo.lbfleet._capacity import check_service_time, check_slots
 from chaos_dynamo.lbfleet._validate import intermittent_from_json
 from chaos_dynamo.lbfleet.proxy import ERROR_CODES, LBFleet
@@ -211,7 +218,7 @@ class Lab:
         t = self.topology
         endpoints = [Endpoint(ep.name, self.zone_ids[normalize_name(ep.zone)], ep.ipv6) for ep in t.endpoints]
         return ControlPlane(self.front.url, t.region, t.plan_table, endpoints,
-                            plan_from_fleet(1, t.endpoints, t.load_balancers), record_ttl=t.record_ttl,
+                            plan_from_fleet(1, t.endpoints, t.default_load_balancers), record_ttl=t.record_ttl,
                             seed=t.seed, clock=self.clock,
                             zone_order=[self.zone_ids[normalize_name(z)] for z in t.zones])
 
@@ -293,7 +300,7 @@ class Lab:
         assert self.route53 is not None
         route53 = self.client("route53")
         existing = {name: zid for zid, name in self.route53.refresh_zones().items()}
-        for zone in t.zones:
+        for zone in (*t.zones, *(ns.zone for ns in t.namespaces)):
             fqdn = normalize_name(zone)
             if fqdn not in existing:
                 created = route53.create_hosted_zone(Name=zone, CallerReference=f"chaos-dynamo-{zone}")
@@ -302,18 +309,23 @@ class Lab:
         self.route53.refresh_zones()
         self.route53.resync()
 
-        store = PlanStore(self.client("dynamodb"), t.plan_table)
-        store.ensure_table()
-        plan = store.newest()
-        if plan is None:
-            plan = plan_from_fleet(1, t.endpoints, t.load_balancers)
-            store.put(plan)
+        # The lab's own endpoints, then each namespace's: a plan table of its own, whose
+        # plan 1 sends its endpoint to its load balancers only.
+        parts = [(t.plan_table, t.endpoints, t.default_load_balancers)]
+        parts += [(t.plan_table_of(ns), (ns.endpoint_spec,), t.namespace_load_balancers(ns)) for ns in t.namespaces]
         last_change = None
-        for ep in t.endpoints:
-            zone_id = self.zone_ids[normalize_name(ep.zone)]
-            records = initial_records(plan, Endpoint(ep.name, zone_id, ep.ipv6), t.record_ttl)
-            last_change = self.route53.change(zone_id, [change_from_api(c) for c in upsert_changes(records)],
-                                              "chaos-dynamo lab: initial plan")
+        for table, endpoints, lbs in parts:
+            store = PlanStore(self.client("dynamodb"), table)
+            store.ensure_table()
+            plan = store.newest()
+            if plan is None:
+                plan = plan_from_fleet(1, endpoints, lbs)
+                store.put(plan)
+            for ep in endpoints:
+                zone_id = self.zone_ids[normalize_name(ep.zone)]
+                records = initial_records(plan, Endpoint(ep.name, zone_id, ep.ipv6), t.record_ttl)
+                last_change = self.route53.change(zone_id, [change_from_api(c) for c in upsert_changes(records)],
+                                                  "chaos-dynamo lab: initial plan")
         if last_change is not None and not self.route53.wait_insync(
             last_change.change_id, READY_TIMEOUT + t.propagation_delay
         ):
@@ -435,7 +447,7 @@ class Lab:
         timeline, dns = self._timeline, self.dns
         if timeline is None or dns is None:
             return  # still bootstrapping: start() records the state it ends in
-        timeline.record(at, {ep.name: dns.addresses(ep.name) for ep in self.topology.endpoints})
+        timeline.record(at, {ep.name: dns.addresses(ep.name) for ep in self.topology.all_endpoints})
 
     def availability(self, endpoint: str | None = None) -> list[dict[str, Any]]:
         """The availability timeline, all endpoints or one, oldest first.
@@ -455,7 +467,7 @@ class Lab:
         return [] if timeline is None else timeline.entries(name)
 
     def _endpoint_name(self, endpoint: str) -> str:
-        names = [ep.name for ep in self.topology.endpoints]
+        names = [ep.name for ep in self.topology.all_endpoints]
         wanted = endpoint.lower().rstrip(".") if isinstance(endpoint, str) else None
         if wanted not in names:
             raise ConfigError("endpoint", f"{endpoint!r} is not an endpoint of the lab", f"use one of {names}")
@@ -480,6 +492,7 @@ class Lab:
         assert self.front is not None and self.dns is not None and self.fleet is not None
         t = self.topology
         dns_host, dns_port = self.dns.address
+        namespace_zones = {normalize_name(ns.zone) for ns in t.namespaces}
         return LabInfo(
             pid=os.getpid(),
             api_url=self.front.url,
@@ -495,16 +508,19 @@ class Lab:
             propagation_delay=t.propagation_delay,
             started_at=self.started_at,
             health_check_speedup=t.health_check_speedup,
-            zones={name.rstrip("."): zid for name, zid in self.zone_ids.items()},
-            endpoints=tuple(
-                EndpointInfo(ep.name, ep.zone, self.zone_ids[normalize_name(ep.zone)], ep.ipv6)
-                for ep in t.endpoints
-            ),
-            load_balancers=tuple(
-                {"name": lb.name, "address": lb.address, "weight": lb.weight, "az": lb.az}
-                for lb in t.load_balancers
+            zones={name.rstrip("."): zid for name, zid in self.zone_ids.items() if name not in namespace_zones},
+            endpoints=tuple(self._endpoint_info(ep) for ep in t.endpoints),
+            load_balancers=tuple(_lb_json(lb) for lb in t.default_load_balancers),
+            namespaces=tuple(
+                NamespaceInfo(ns.name, ns.zone, self.zone_ids[normalize_name(ns.zone)],
+                              (self._endpoint_info(ns.endpoint_spec),), ns.table_prefix, t.plan_table_of(ns),
+                              tuple(_lb_json(lb) for lb in t.namespace_load_balancers(ns)))
+                for ns in t.namespaces
             ),
         )
+
+    def _endpoint_info(self, ep: EndpointSpec) -> EndpointInfo:
+        return EndpointInfo(ep.name, ep.zone, self.zone_ids[normalize_name(ep.zone)], ep.ipv6)
 
     def status(self) -> dict[str, Any]:
         """Everything ``lab status --json`` shows: addresses and counters."""
@@ -520,9 +536,14 @@ class Lab:
             },
             "zones": info.zones,
             "endpoints": [ep.name for ep in info.endpoints],
-            "load_balancers": {
-                lb["name"]: {**lb, "faults": self.fleet[lb["name"]].faults()} for lb in info.load_balancers
+            "load_balancers": {  # the whole fleet, namespaces' included
+                lb.name: {**_lb_json(lb), "faults": self.fleet[lb.name].faults()}
+                for lb in self.topology.load_balancers
             },
+            **({"namespaces": {ns.name: {"zone": ns.zone, "endpoints": [ep.name for ep in ns.endpoints],
+                                          "plan_table": ns.plan_table, "table_prefix": ns.table_prefix,
+                                          "load_balancers": [lb["name"] for lb in ns.load_balancers]}
+                               for ns in info.namespaces}} if info.namespaces else {}),
             "dynamodb": {"capacity": self.fleet.capacity.describe()},
             "health_checks": self._health_summary(),
             "control": self._control_summary(),
@@ -590,19 +611,45 @@ class Lab:
             if parts == ["route53", "health", "log"]:
                 return 200, self.health_log(since)
         if parts == ["lb", "connections", "close"] and method == "POST":
-            return 200, self.fleet.close_connections()
+            chosen = self._chosen_lbs(body)
+            if chosen is None:
+                return 200, self.fleet.close_connections()
+            return 200, {name: self.fleet[name].close_connections() for name in chosen}
         if len(parts) == 3 and parts[0] == "lb" and parts[2] == "faults" and method in ("POST", "PUT"):
             return 200, self._set_faults(parts[1], body or {})
         if parts == ["lb", "faults", "reset"] and method == "POST":
-            for lb in self.fleet:
-                lb.reset_faults()
-            self.fleet.capacity.reset()
-            return 200, {lb.name: lb.faults() for lb in self.fleet}
+            return 200, self._reset_faults(body)
         if parts == ["dynamodb", "capacity"] and method == "GET":
             return 200, self.fleet.capacity.describe()
         if parts == ["dynamodb", "capacity"] and method in ("POST", "PUT"):
             return 200, self._set_capacity(body if body is not None else {})
         return 404, {"error": f"{method} {path} is not a lab control route", "routes": ROUTES}
+
+    def _chosen_lbs(self, body: Any) -> list[str] | None:
+        """The ``lbs`` a request body names (a namespace's, say), checked; None: every LB."""
+        assert self.fleet is not None
+        if not isinstance(body, dict) or body.get("lbs") is None:
+            return None
+        chosen, names = body["lbs"], [lb.name for lb in self.fleet]
+        if not isinstance(chosen, list) or not all(isinstance(n, str) for n in chosen):
+            raise ConfigError("lbs", f"{chosen!r} is not a list of load balancer names", f"use names among {names}")
+        unknown = [n for n in chosen if n not in names]
+        if unknown:
+            raise ConfigError("lbs", f"{unknown} are not load balancers of the lab", f"use names among {names}")
+        return list(chosen)
+
+    def _reset_faults(self, body: Any) -> dict[str, Any]:
+        """Clear the faults of every LB (and DynamoDB's capacity), or of the ``lbs`` the body
+        names (and the capacity only with ``"capacity": true``)."""
+        assert self.fleet is not None
+        chosen = self._chosen_lbs(body)
+        capacity = chosen is None or (isinstance(body, dict) and body.get("capacity") is True)
+        lbs = list(self.fleet) if chosen is None else [self.fleet[name] for name in chosen]
+        for lb in lbs:
+            lb.reset_faults()
+        if capacity:
+            self.fleet.capacity.reset()
+        return {lb.name: lb.faults() for lb in lbs}
 
     def _set_capacity(self, body: Any) -> dict[str, Any]:
         """Change DynamoDB's capacity: ``slots`` (null = unlimited) and/or ``service_time``;
@@ -677,7 +724,9 @@ ROUTES = ["GET /_chaos_dynamo/status", "GET /_chaos_dynamo/info",
           "POST /_chaos_dynamo/lb/connections/close",
           "GET /_chaos_dynamo/dynamodb/capacity", "POST /_chaos_dynamo/dynamodb/capacity",
           *control_routes.ROUTES]
-"""Every route of the lab's control API, as the 404 answer lists them."""
+"""Every route of the lab's control API, as the 404 answer lists them. ``lb/faults/reset`` and
+``lb/connections/close`` take an optional ``{"lbs": [names]}`` (a namespace's load
+balancers); the reset then leaves DynamoDB's capacity alone unless ``"capacity": true``."""
 
 ERROR_STATUSES = (400, 500)
 """HTTP statuses the LB fleet can inject by ``error_status`` alone (see ``LoadBalancer.set_error_rate``);
@@ -707,6 +756,10 @@ def _error_code(body: Mapping[str, Any], rate: Any) -> str:
                           "send error_rate (0.0 to 1.0) with it, e.g. {\"error_rate\": 1.0, "
                           f"\"error_code\": \"{code}\"}}")
     return code
+
+
+def _lb_json(lb: LBSpec) -> dict[str, Any]:
+    return {"name": lb.name, "address": lb.address, "weight": lb.weight, "az": lb.az}
 
 
 def _at_or_below(name: str, wanted: str) -> bool:

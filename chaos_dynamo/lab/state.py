@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,39 @@ class EndpointInfo:
 
 
 @dataclass(frozen=True)
+class NamespaceInfo:
+    """One namespace of a running lab: its zone, endpoint(s), plan table, table prefix and
+    load balancers (dicts as in :attr:`LabInfo.load_balancers`)."""
+
+    name: str
+    zone: str
+    zone_id: str
+    endpoints: tuple[EndpointInfo, ...]
+    table_prefix: str
+    plan_table: str
+    load_balancers: tuple[dict[str, Any], ...]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NamespaceInfo:
+        return cls(**{**data, "endpoints": tuple(EndpointInfo(**e) for e in data.get("endpoints", ())),
+                      "load_balancers": tuple(data.get("load_balancers", ()))})
+
+
+NAMESPACE_ENV = "CHAOS_DYNAMO_NAMESPACE"
+"""Names the namespace activities act in, when the configuration has no ``chaos_dynamo_namespace``."""
+TABLE_PREFIX_ENV = "CHAOS_DYNAMO_TABLE_PREFIX"
+"""A namespace's table prefix, for the tables its services name by default."""
+_NAMESPACE_VARS = (NAMESPACE_ENV, TABLE_PREFIX_ENV)
+
+
+@dataclass(frozen=True)
 class LabInfo:
-    """Addresses and identity of a running lab (JSON in the state file)."""
+    """Addresses and identity of a running lab (JSON in the state file).
+
+    The top-level zones, endpoints, plan table and load balancers are the lab's own; each of
+    ``namespaces`` has its own (docs/namespaces.md). :meth:`scoped` gives the view of one
+    namespace: the same lab with only that namespace's parts, ``namespace`` set.
+    """
 
     pid: int
     api_url: str
@@ -50,6 +81,46 @@ class LabInfo:
     load_balancers: tuple[dict[str, Any], ...] = ()
     # Route 53 health-check time runs this much faster than AWS's (older state files lack it).
     health_check_speedup: float = 10.0
+    namespaces: tuple[NamespaceInfo, ...] = ()
+    namespace: str = ""  # set in the view of one namespace (scoped)
+    table_prefix: str = ""  # the namespace's, in its view
+
+    def scoped(self, name: str) -> LabInfo:
+        """The view of namespace ``name``: its zone, endpoints, plan table and load
+        balancers in place of the lab's own (``namespaces`` still lists them all).
+
+        Raises:
+            ConfigError: ``name`` is not a namespace of the lab (the error lists them).
+        """
+        if not isinstance(name, str) or not name:
+            raise ConfigError("chaos_dynamo_namespace", f"{name!r} is not a namespace name",
+                              "give a namespace name in quotes, or leave chaos_dynamo_namespace out")
+        for ns in self.namespaces:
+            if ns.name == name:
+                return replace(self, zones={ns.zone: ns.zone_id}, endpoints=ns.endpoints,
+                               plan_table=ns.plan_table, load_balancers=ns.load_balancers,
+                               namespace=ns.name, table_prefix=ns.table_prefix)
+        names = [ns.name for ns in self.namespaces]
+        fix = (f"use one of {names}" if names else
+               "this lab has no namespaces: start one with `chaos-dynamo lab up --namespaces 2` (or "
+               "[[namespaces]] in its topology file), or leave chaos_dynamo_namespace out")
+        raise ConfigError("chaos_dynamo_namespace", f"{name!r} is not a namespace of the lab", fix)
+
+    @property
+    def scope_lbs(self) -> frozenset[str] | None:
+        """The load balancers whose traffic this view counts: its own, in a lab with
+        namespaces; None (every one) in a lab without."""
+        if not (self.namespace or self.namespaces):
+            return None
+        return frozenset(str(lb["name"]) for lb in self.load_balancers)
+
+    def in_scope(self, name: str) -> bool:
+        """Whether a DNS name lies in this view's zones (always, in a lab without namespaces)."""
+        if not (self.namespace or self.namespaces):
+            return True
+        wanted = name.lower().rstrip(".")
+        return any(wanted == z.lower().rstrip(".") or wanted.endswith("." + z.lower().rstrip("."))
+                   for z in self.zones)
 
     @property
     def dns(self) -> tuple[str, int]:
@@ -97,7 +168,7 @@ class LabInfo:
             # The primary endpoint's hosted zone, for activities that take a zone id
             # (chaostoolkit-aws's chaosaws.route53.probes.get_hosted_zone).
             "CHAOS_DYNAMO_ZONE_ID": self.primary_endpoint.zone_id if self.endpoints else "",
-        }
+        } | ({NAMESPACE_ENV: self.namespace, TABLE_PREFIX_ENV: self.table_prefix} if self.namespace else {})
 
     def process_env(self, base: Mapping[str, str]) -> dict[str, str]:
         """``base`` (say ``os.environ``) for a process that must reach this lab and nothing else.
@@ -107,9 +178,11 @@ class LabInfo:
         session token would send a client to real AWS), the shared config and credentials
         files are hidden (their per-service ``endpoint_url`` and profiles likewise), the
         instance metadata service is off, then :meth:`env` is added. Other variables,
-        including an experiment's ``CHAOS_DYNAMO_*`` settings, pass through.
+        including an experiment's ``CHAOS_DYNAMO_*`` settings, pass through, except the
+        namespace ones: the process is in this view's namespace, or in none.
         """
-        return without_aws(base) | self.env()
+        kept = {k: v for k, v in without_aws(base).items() if k not in _NAMESPACE_VARS}
+        return kept | self.env()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -119,6 +192,7 @@ class LabInfo:
         data = json.loads(text)
         data["endpoints"] = tuple(EndpointInfo(**e) for e in data.get("endpoints", ()))
         data["load_balancers"] = tuple(data.get("load_balancers", ()))
+        data["namespaces"] = tuple(NamespaceInfo.from_dict(n) for n in data.get("namespaces", ()))
         return cls(**data)
 
 

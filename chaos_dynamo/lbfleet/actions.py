@@ -1,5 +1,11 @@
 """Chaos Toolkit actions on the lab's load-balancer fleet and on the DynamoDB capacity
-behind it (through the lab's control API)."""
+behind it (through the lab's control API).
+
+In a namespace (configuration ``chaos_dynamo_namespace``, docs/namespaces.md) the LB actions
+reach that namespace's load balancers only, and refuse any other by name; without one, the
+lab's own (every load balancer no namespace owns). DynamoDB's capacity is shared by the
+whole lab, so the capacity actions refuse to run in a namespace.
+"""
 
 # No `from __future__ import annotations`: Chaos Toolkit discovery reads the real types.
 from typing import Any
@@ -9,6 +15,7 @@ from chaos_dynamo.control._client import JsonDict
 from chaos_dynamo.endpoint import _lab
 from chaos_dynamo.errors import ConfigError
 from chaos_dynamo.lab.lab import require_loopback_url
+from chaos_dynamo.lab.state import LabInfo
 from chaos_dynamo.lbfleet._capacity import check_capacity, check_service_time
 from chaos_dynamo.lbfleet.proxy import ERROR_CODES
 
@@ -29,7 +36,8 @@ def set_lb_faults(lb: str, down: bool | None = None, latency: float | None = Non
     """Set fault knobs on one load balancer; knobs left as null are unchanged.
 
     Args:
-        lb: the load balancer's name (``lab status`` lists them), e.g. ``lb-1``.
+        lb: the load balancer's name (``lab status`` lists them), e.g. ``lb-1``; in a
+            namespace, one of the namespace's.
         down: refuse connections (true) or serve again (false).
         latency: seconds added before each request is forwarded.
         refuse_for: refuse connections for this many seconds, then serve again.
@@ -51,7 +59,9 @@ def set_lb_faults(lb: str, down: bool | None = None, latency: float | None = Non
             body[key] = value
     if error_rate is not None and error_code is None:
         body["error_status"] = error_status
-    return _post_faults(_api_url(configuration), lb, body)
+    info = _lab.lab_info(configuration)
+    _check_own(info, lb)
+    return _post_faults(_checked_api(info), lb, body)
 
 
 def throttle_dynamodb(rate: float, code: str = "ProvisionedThroughputExceededException", lb: str = "", *,
@@ -67,7 +77,8 @@ def throttle_dynamodb(rate: float, code: str = "ProvisionedThroughputExceededExc
         rate: fraction (0-1) of requests that fail; the draw is seeded by the lab's seed.
         code: ProvisionedThroughputExceededException or ThrottlingException (HTTP 400),
             InternalServerError (500) or ServiceUnavailable (503).
-        lb: one load balancer's name; empty means every load balancer of the lab.
+        lb: one load balancer's name; empty means every load balancer of the lab (in a
+            namespace, every one of the namespace).
 
     Returns:
         ``{lb name: that load balancer's knobs after the change}``.
@@ -79,10 +90,11 @@ def throttle_dynamodb(rate: float, code: str = "ProvisionedThroughputExceededExc
     if not isinstance(lb, str):
         raise ConfigError("lb", f"{lb!r} is not a load balancer name", "use e.g. \"lb-1\", or \"\" for all")
     info = _lab.lab_info(configuration)
-    api_url = require_loopback_url("chaos_dynamo_api", info.api_url)
-    names = [str(spec["name"]) for spec in info.load_balancers]
+    api_url = _checked_api(info)
+    names = _names(info)
     if lb and lb not in names:
-        raise ConfigError("lb", f"{lb!r} is not a load balancer of the lab", f"use one of {names}, or \"\" for all")
+        raise ConfigError("lb", f"{lb!r} is not a load balancer of {_scope(info)}",
+                          f"use one of {names}, or \"\" for all")
     body = {"error_rate": rate, "error_code": code}
     return {name: _post_faults(api_url, name, body) for name in ([lb] if lb else names)}
 
@@ -95,17 +107,30 @@ def close_connections(*, configuration: dict[str, Any] | None = None,
     close``). The LBs keep serving: a client's next request opens a new connection, after
     resolving the endpoint's name again.
 
+    In a namespace, only its load balancers' connections (another namespace's clients keep
+    theirs).
+
     Returns:
         ``{lb name: connections closed}``.
     """
-    result: dict[str, Any] = _lab.http_json(f"{_api_url(configuration)}/_chaos_dynamo/lb/connections/close", {})
+    info = _lab.lab_info(configuration)
+    result: dict[str, Any] = _lab.http_json(f"{_checked_api(info)}/_chaos_dynamo/lb/connections/close",
+                                            _chosen(info))
     return result
 
 
 def reset_lb_faults(*, configuration: dict[str, Any] | None = None,
                     secrets: dict[str, Any] | None = None) -> JsonDict:
-    """Clear every fault knob on every load balancer (a rollback)."""
-    result: dict[str, Any] = _lab.http_json(f"{_api_url(configuration)}/_chaos_dynamo/lb/faults/reset", {})
+    """Clear every fault knob on every load balancer, and DynamoDB's capacity (a rollback).
+
+    In a namespace, only its load balancers' knobs (the capacity is the whole lab's); in a
+    lab with namespaces, without one, only the lab's own load balancers' and the capacity.
+    """
+    info = _lab.lab_info(configuration)
+    body = _chosen(info)
+    if body and not info.namespace:
+        body["capacity"] = True
+    result: dict[str, Any] = _lab.http_json(f"{_checked_api(info)}/_chaos_dynamo/lb/faults/reset", body)
     return result
 
 
@@ -130,7 +155,8 @@ def set_dynamodb_capacity(slots: int | None = None, service_time: float = 0.0, *
         "in_service", "served", "max_waiting", "cancelled"}``.
     """
     slots, service_time = check_capacity(slots, service_time)
-    return _post_capacity(_api_url(configuration), {"slots": slots, "service_time": service_time})
+    return _post_capacity(_lab_wide_api(configuration, "set_dynamodb_capacity"),
+                          {"slots": slots, "service_time": service_time})
 
 
 def reset_dynamodb_capacity(*, configuration: dict[str, Any] | None = None,
@@ -140,7 +166,8 @@ def reset_dynamodb_capacity(*, configuration: dict[str, Any] | None = None,
     Returns:
         The capacity after the reset (its counters are kept).
     """
-    return _post_capacity(_api_url(configuration), {"slots": None, "service_time": 0.0})
+    return _post_capacity(_lab_wide_api(configuration, "reset_dynamodb_capacity"),
+                          {"slots": None, "service_time": 0.0})
 
 
 def slow_dynamodb_for(seconds: float, service_time: float, *,
@@ -168,7 +195,7 @@ def slow_dynamodb_for(seconds: float, service_time: float, *,
                           f"use a number above 0, at most {_MAX_SLOW_SECONDS:g}")
     service_time = check_service_time(service_time)
     clock = _clock
-    api_url = _api_url(configuration)
+    api_url = _lab_wide_api(configuration, "slow_dynamodb_for")
     before: dict[str, Any] = _lab.http_json(f"{api_url}/_chaos_dynamo/dynamodb/capacity")
     try:
         during = _post_capacity(api_url, {"service_time": service_time})
@@ -187,9 +214,50 @@ def _post_capacity(api_url: str, body: dict[str, Any]) -> JsonDict:
     return result
 
 
-def _api_url(configuration: dict[str, Any] | None) -> str:
+def _checked_api(info: LabInfo) -> str:
     """The lab's control API, checked to be loopback."""
-    return require_loopback_url("chaos_dynamo_api", _lab.lab_info(configuration).api_url)
+    return require_loopback_url("chaos_dynamo_api", info.api_url)
+
+
+def _lab_wide_api(configuration: dict[str, Any] | None, action: str) -> str:
+    """The control API for a knob the whole lab shares; refused in a namespace, whose
+    experiments run beside others that the knob would reach too."""
+    info = _lab.lab_info(configuration)
+    if info.namespace:
+        raise ConfigError("chaos_dynamo_namespace",
+                          f"{action} changes DynamoDB's capacity, which every namespace of the lab shares, "
+                          f"so it cannot run in namespace {info.namespace!r}",
+                          "run capacity experiments without chaos_dynamo_namespace, on a lab of their own "
+                          "or alone on the shared lab (declare no \"namespaces\" for verify)")
+    return _checked_api(info)
+
+
+def _names(info: LabInfo) -> list[str]:
+    return [str(spec["name"]) for spec in info.load_balancers]
+
+
+def _scope(info: LabInfo) -> str:
+    return f"namespace {info.namespace!r}" if info.namespace else "the lab"
+
+
+def _check_own(info: LabInfo, lb: str) -> None:
+    """Refuse a load balancer outside the scope: another namespace's, in a lab with namespaces."""
+    if not (info.namespace or info.namespaces):
+        return  # a lab without namespaces: the lab names the LBs it has
+    names = _names(info)
+    if lb in names:
+        return
+    owner = next((ns.name for ns in info.namespaces if lb in {str(spec["name"]) for spec in ns.load_balancers}),
+                 None)
+    detail = f"it belongs to namespace {owner!r}" if owner else "the lab has no load balancer of that name"
+    scope = _scope(info) if info.namespace else "the lab's own endpoints"
+    raise ConfigError("lb", f"{lb!r} is not a load balancer of {scope} ({detail})",
+                      f"use one of {names}: an experiment changes only the load balancers of its scope")
+
+
+def _chosen(info: LabInfo) -> dict[str, Any]:
+    """The body that limits an LB-wide route to the scope's LBs ({} in a lab without namespaces)."""
+    return {"lbs": _names(info)} if info.namespace or info.namespaces else {}
 
 
 def _post_faults(api_url: str, lb: str, body: dict[str, Any]) -> JsonDict:

@@ -212,8 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"reads of a re-establishment job before its acquire (default {d.work_reads})")
     parser.add_argument("--job-timeout", type=seconds_arg, default=d.job_timeout, metavar="SECONDS",
                         help=f"deadline of one re-establishment job (default {d.job_timeout:g})")
-    parser.add_argument("--table", type=table_arg, default=DEFAULT_TABLE,
-                        help=f"lease table, created if missing (default {DEFAULT_TABLE})")
+    # In a lab namespace the default table carries its prefix ($CHAOS_DYNAMO_TABLE_PREFIX).
+    parser.add_argument("--table", type=table_arg, default=os.environ.get("CHAOS_DYNAMO_TABLE_PREFIX", "") + DEFAULT_TABLE,
+                        help=f"lease table, created if missing (default {DEFAULT_TABLE}, after "
+                        "$CHAOS_DYNAMO_TABLE_PREFIX)")
     parser.add_argument("--seed", type=seed_arg, default=0, help="seed of renewal phases and jitter (default 0)")
     parser.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N",
                         help="hold range I of N contiguous ranges of --leases (default 0/1)")

@@ -106,12 +106,14 @@ def http_lb_log(info: LabInfo) -> LbLog:
     from chaos_dynamo.endpoint import _lab
 
     api = info.api_url.rstrip("/")
+    lbs = info.scope_lbs  # in a namespace, its load balancers' requests only
 
     def fetch(since: float) -> list[LbRecord]:
         return [LbRecord(time=float(r["time"]), lb=str(r.get("lb", "")), client=str(r.get("client", "")),
                          client_port=int(r.get("client_port", 0)), latency=float(r.get("latency", 0.0)),
                          user_agent=str(r.get("user_agent") or ""), service=str(r.get("service") or ""))
-                for r in _lab.http_json(f"{api}/_chaos_dynamo/lb/log?since={since!r}")]
+                for r in _lab.http_json(f"{api}/_chaos_dynamo/lb/log?since={since!r}")
+                if lbs is None or str(r.get("lb", "")) in lbs]
 
     return fetch
 

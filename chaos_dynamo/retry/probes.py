@@ -32,10 +32,11 @@ from chaos_dynamo.lab.state import EndpointInfo, LabInfo
 from chaos_dynamo.retry import measure
 from chaos_dynamo.retry.measure import Measurement, Traffic, Window, Windows
 from chaos_dynamo.services import registry
+from chaos_dynamo.services.attribution import request_service
 
 __all__ = ["retry_report", "retry_amplification", "attempts_per_call", "dns_query_storm", "recovery_herd",
            "backoff_shape", "backoff_growth", "backoff_jitter", "backoff_synchronized",
-           "request_rate"]
+           "request_rate", "lb_request_count", "dns_query_count"]
 
 logger = logging.getLogger("chaostoolkit")
 Configuration = Mapping[str, Any] | None
@@ -84,10 +85,12 @@ class LabSource(Protocol):
 
 
 class HttpLab:
-    """The lab's control API."""
+    """The lab's control API, its logs narrowed to the view ``info`` is: in a namespace, the
+    requests its load balancers served and the queries for names in its zone only."""
 
     def __init__(self, info: LabInfo) -> None:
         self.api = info.api_url.rstrip("/")
+        self.info = info
 
     def availability(self, endpoint: str) -> list[dict[str, Any]]:
         url = f"{self.api}/_chaos_dynamo/availability?endpoint={quote(endpoint)}"
@@ -102,17 +105,20 @@ class HttpLab:
         return [dict(e) for e in entries]
 
     def lb_log(self, since: float) -> list[Request]:
+        lbs = self.info.scope_lbs
         return [Request(time=float(r["time"]), client=str(r.get("client", "")),
                         user_agent=str(r.get("user_agent") or ""), service=str(r.get("service") or ""),
                         lb=str(r.get("lb", "")), operation=str(r.get("operation") or ""),
                         status=r["status"] if isinstance(r.get("status"), int) else None)
-                for r in _lab.http_json(f"{self.api}/_chaos_dynamo/lb/log?since={since!r}")]
+                for r in _lab.http_json(f"{self.api}/_chaos_dynamo/lb/log?since={since!r}")
+                if lbs is None or str(r.get("lb", "")) in lbs]
 
     def dns_log(self, since: float) -> list[Query]:
         return [Query(time=float(q["time"]), client=str(q.get("client", "")), name=str(q.get("name", "")),
                       qtype=str(q.get("qtype", "")), rcode=str(q.get("rcode", "")),
                       answers=int(q.get("answers", 0)))
-                for q in _lab.http_json(f"{self.api}/_chaos_dynamo/dns/log?since={since!r}")]
+                for q in _lab.http_json(f"{self.api}/_chaos_dynamo/dns/log?since={since!r}")
+                if self.info.in_scope(str(q.get("name", "")))]
 
 
 # --- one observation: windows, attributed traffic, call log ----------------------------
@@ -394,6 +400,46 @@ def _request_rate(service: str, seconds: float, configuration: Configuration, *,
     logger.info("request_rate of %s = %.3f/s over %g s (all LB traffic by owner: %s)", service, rate, width,
                 traffic.owners(window)["lb"])
     return rate
+
+
+def lb_request_count(service: str = "", since: float = 0.0, *, configuration: dict[str, Any] | None = None,
+                     secrets: dict[str, Any] | None = None) -> int:
+    """How many DynamoDB requests the load balancers served since ``since``: all of them, or
+    the service's (attributed as the other probes attribute them).
+
+    In a namespace only its load balancers' requests count, so an experiment counts its own
+    traffic whatever runs beside it.
+
+    Args:
+        service: the service's name; empty counts every request.
+        since: seconds since the epoch; 0 means since the lab started.
+    """
+    if service:
+        registry.check_name(service)
+    start = _check_number("since", since)
+    info = _lab.lab_info(configuration)
+    records = registry.list_records(_state(configuration))
+    by_address = registry.addresses_by_service(records)
+    count = sum(1 for r in HttpLab(info).lb_log(start)
+                if not service or request_service(r, by_address) == service)
+    logger.info("lb_request_count of %s since %.3f = %d", service or "all services", start, count)
+    return count
+
+
+def dns_query_count(endpoint: str = "", since: float = 0.0, *, configuration: dict[str, Any] | None = None,
+                    secrets: dict[str, Any] | None = None) -> int:
+    """How many DNS queries (any type) the lab DNS answered for the endpoint's name since ``since``.
+
+    Args:
+        endpoint: the endpoint name; empty means the primary one (in a namespace, its own).
+        since: seconds since the epoch; 0 means since the lab started.
+    """
+    start = _check_number("since", since)
+    info = _lab.lab_info(configuration)
+    name = info.endpoint(endpoint).name.lower().rstrip(".")
+    count = sum(1 for q in HttpLab(info).dns_log(start) if q.name.lower().rstrip(".") == name)
+    logger.info("dns_query_count of %s since %.3f = %d", name, start, count)
+    return count
 
 
 def retry_report(service: str, endpoint: str = "", baseline_seconds: float = 10.0,

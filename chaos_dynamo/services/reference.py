@@ -180,8 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=_concurrency, default=8,
                         help="worker threads (default 8; also the hardened queue's capacity)")
     parser.add_argument("--seed", type=seed_arg, default=0, help="seed of the keys (default 0)")
-    parser.add_argument("--table", type=table_arg, default=DEFAULT_TABLE,
-                        help=f"table, created if missing (default {DEFAULT_TABLE})")
+    # In a lab namespace the default table carries its prefix ($CHAOS_DYNAMO_TABLE_PREFIX).
+    parser.add_argument("--table", type=table_arg, default=os.environ.get("CHAOS_DYNAMO_TABLE_PREFIX", "") + DEFAULT_TABLE,
+                        help=f"table, created if missing (default {DEFAULT_TABLE}, after $CHAOS_DYNAMO_TABLE_PREFIX)")
     parser.add_argument("--http", type=http_arg, default=("127.0.0.1", 0), metavar="HOST:PORT",
                         help="where /health and /metrics are served, loopback only "
                              "(default 127.0.0.1:0, a free port)")

@@ -530,10 +530,11 @@ def health_ok(url: str) -> bool:
 
 
 def lab_from_state(state: str | Path | None) -> LabInfo:
-    """The lab recorded in ``state``; LabError when none, SafetyError when not loopback."""
-    from chaos_dynamo.endpoint._lab import check_loopback_info
+    """The lab recorded in ``state``, seen from ``$CHAOS_DYNAMO_NAMESPACE`` when it is set;
+    LabError when none, SafetyError when not loopback."""
+    from chaos_dynamo.endpoint._lab import check_loopback_info, in_namespace
 
-    return check_loopback_info(read_state(state), f"the state file {state_path(state)}")
+    return in_namespace(check_loopback_info(read_state(state), f"the state file {state_path(state)}"))
 
 
 def start(name: str, *, kind: str = "", command: str | Sequence[str] | None = None,

@@ -181,7 +181,7 @@ def _run_alone(spec: ExperimentSpec, journal_dir: Path, seed: int | None, interr
     state = journal_dir / "labs" / spec.stem / "lab.json"
     progress.started(spec, f"own lab, {state.parent}")
     try:
-        with own_lab(state, seed, interrupt) as info:
+        with own_lab(state, seed, interrupt, namespaces=[spec.namespace] if spec.namespace else []) as info:
             (result,) = execute([_planned(spec, journal_dir)], info, state, interrupt=interrupt,
                                 chaos_to_log=True, stop_services=True)
         outcome = _outcome(spec, result, started, REAL_CLOCK.monotonic() - t0)

@@ -11,18 +11,26 @@ reproduction: the fault must break the hypothesis and the rollbacks restore serv
 ``deviates``: the probes a reproduction must deviate on. ``namespaces``: the parts of a
 shared lab the experiment changes; experiments run side by side on one lab only when their
 namespaces are disjoint, and one that declares none runs alone (:mod:`.schedule`).
+
+An experiment whose configuration names a lab namespace (``chaos_dynamo_namespace``, or
+``$CHAOS_DYNAMO_NAMESPACE``; docs/namespaces.md) acts on that namespace's parts only, so
+its scope is ``namespace:<name>`` (with whatever it declares): experiments in different
+namespaces run together, two in the same namespace never do.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chaos_dynamo.config import check_namespace_name
 from chaos_dynamo.errors import ConfigError
+from chaos_dynamo.verify.checks import check_experiment
 
 EXTENSION = "chaos-dynamo"
 EXPECTATIONS = ("deviate", "hold")
@@ -37,14 +45,16 @@ class ExperimentSpec:
         path: the file.
         title: its ``title``.
         expect: ``hold`` or ``deviate``.
-        namespaces: what it changes on a shared lab; None when it declares nothing (it
-            then runs alone).
+        namespaces: what it changes on a shared lab; None when it declares nothing and
+            names no lab namespace (it then runs alone).
+        namespace: the lab namespace its configuration names, "" for none.
     """
 
     path: Path
     title: str
     expect: str
     namespaces: frozenset[str] | None
+    namespace: str = ""  # the lab namespace its configuration names ("" for none)
 
     @property
     def stem(self) -> str:
@@ -132,6 +142,59 @@ def namespaces(experiment: dict[str, Any]) -> frozenset[str] | None:
     return frozenset(v.strip() for v in value)
 
 
+NAMESPACE_KEY = "chaos_dynamo_namespace"
+NAMESPACE_ENV = "CHAOS_DYNAMO_NAMESPACE"
+NAMESPACE_SCOPE = "namespace:"
+"""The scope of an experiment in lab namespace N is ``namespace:N``."""
+
+
+def lab_namespace(experiment: dict[str, Any], environ: Mapping[str, str] | None = None) -> str:
+    """The lab namespace the experiment's activities will act in, as they will see it: the
+    configuration's ``chaos_dynamo_namespace`` (a string, or ``{"type": "env", "key": K,
+    "default": D}``), else ``$CHAOS_DYNAMO_NAMESPACE``; "" for the lab's own parts.
+
+    Raises:
+        ConfigError: the value is neither, or not a namespace name.
+    """
+    env = os.environ if environ is None else environ
+    field_name = f"configuration.{NAMESPACE_KEY}"
+    configuration = experiment.get("configuration") or {}
+    if not isinstance(configuration, dict) or NAMESPACE_KEY not in configuration:
+        value: Any = env.get(NAMESPACE_ENV, "")
+        field_name = f"${NAMESPACE_ENV}"
+    else:
+        value = configuration[NAMESPACE_KEY]
+        if isinstance(value, dict) and value.get("type") == "env" and isinstance(value.get("key"), str):
+            value = env.get(value["key"], value.get("default", ""))
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ConfigError(field_name, f"{value!r} is not a namespace name",
+                          "give the name in quotes, an {\"type\": \"env\", \"key\": ...} entry, or \"\" "
+                          "for the lab's own parts")
+    name = value.strip()
+    return check_namespace_name(field_name, name) if name else ""
+
+
+def run_namespace(path: Path, environ: Mapping[str, str] | None = None) -> str:
+    """The lab namespace of the experiment at ``path``; "" when it names none, or cannot be
+    read (then none of its activities could act in a namespace)."""
+    try:
+        return lab_namespace(load_experiment(path), environ)
+    except ConfigError:
+        return ""
+
+
+def scope(experiment: dict[str, Any], environ: Mapping[str, str] | None = None) -> frozenset[str] | None:
+    """What the experiment may change on a shared lab: its declared namespaces and, in a lab
+    namespace N, ``namespace:N``; None (it runs alone) when it has neither."""
+    declared = namespaces(experiment)
+    name = lab_namespace(experiment, environ)
+    if not name:
+        return declared
+    return (declared or frozenset()) | {NAMESPACE_SCOPE + name}
+
+
 def inspect(path: Path) -> ExperimentSpec:
     """Load and check one experiment file: JSON, a method, the chaos-dynamo extension, and
     what ``chaos validate`` checks (activity modules, functions and arguments).
@@ -143,11 +206,13 @@ def inspect(path: Path) -> ExperimentSpec:
     try:
         expect = expectation(experiment)
         must_deviate_on(experiment)
-        scope = namespaces(experiment)
+        scoped = scope(experiment)
+        namespace = lab_namespace(experiment)
+        check_experiment(experiment)  # configuration, deviates, activities: each error names its field
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc.field}", exc.problem, exc.fix) from None
     _chaos_validate(path, experiment)
-    return ExperimentSpec(path, str(experiment.get("title", path.stem)), expect, scope)
+    return ExperimentSpec(path, str(experiment.get("title", path.stem)), expect, scoped, namespace)
 
 
 def _chaos_validate(path: Path, experiment: dict[str, Any]) -> None:
