@@ -9,10 +9,14 @@ written only if the version is still the one read: a lease renewed in between is
 alone and counted as skipped. Its holder's next renewal then fails its version check, as a
 fencing token should.
 
-It writes to the table, so it acts on loopback endpoints only: the lab's DynamoDB
-emulator (``endpoint=""``, written directly, not through the LB fleet: this is a fault of
-the data, not traffic) or a local DynamoDB on 127.x.x.x / localhost. Any other endpoint is
-refused with a SafetyError; this version has no way to opt in.
+It writes to the table, so it passes the safety guard first
+(:func:`chaos_dynamo.safety.guard.require_allowed`): the lab's DynamoDB emulator
+(``endpoint=""``, written directly, not through the LB fleet: this is a fault of the data,
+not traffic) and a local DynamoDB on 127.x.x.x / ``::1`` / localhost are allowed; any other
+endpoint is refused with a SafetyError unless the experiment's allow-list
+(``chaos_dynamo_allow``) names the account (confirmed by STS), the region and the table. In
+a dry run the UpdateItem calls are printed, not sent (:mod:`chaos_dynamo.safety.dryrun`).
+See docs/safety.md.
 """
 
 import logging
@@ -24,9 +28,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chaos_dynamo.clock import REAL_CLOCK, Clock
 from chaos_dynamo.control._client import JsonDict
-from chaos_dynamo.errors import ConfigError, SafetyError
+from chaos_dynamo.errors import ConfigError
 from chaos_dynamo.lease.schema import LeaseSchema
 from chaos_dynamo.lease.table import make_client, resolve_endpoint, scan_items, translate
+from chaos_dynamo.safety import dryrun
+from chaos_dynamo.safety.guard import require_allowed
+from chaos_dynamo.safety.target import LAB, describe, kind_of, sts_for_endpoint
 
 __all__ = ["expire_leases"]
 
@@ -72,8 +79,9 @@ def expire_leases(count: int, table: str, key: str = "lease_id", owner: str = "o
     the write (left alone). Fewer live leases than ``count``: all of them.
 
     Raises:
-        SafetyError: ``endpoint`` is not a loopback URL.
-        ConfigError: a bad count, seed or schema; the table does not exist.
+        SafetyError: ``endpoint`` is not the lab or a loopback URL and the experiment's
+            allow-list does not name its account, region and table (docs/safety.md).
+        ConfigError: a bad count, seed or schema, or allow-list; the table does not exist.
     """
     return _expire(count, table, key, owner, expiry, expiry_unit, version, seed, endpoint, configuration)
 
@@ -85,12 +93,13 @@ def _expire(count: object, table: object, key: object, owner: object, expiry: ob
     rng = random.Random(_seed(seed))
     schema = LeaseSchema.from_arguments(table, key, owner, expiry, expiry_unit, version)
     target = resolve_endpoint(endpoint, configuration)
-    if not target.loopback:
-        raise SafetyError(f"endpoint: refusing to write lease data at {target.url}: expire_leases changes the "
-                          "table, so it acts only on a loopback endpoint (\"\" for the lab's DynamoDB, or a "
-                          "local DynamoDB on 127.x.x.x or localhost); this version has no way to allow "
-                          "other endpoints. The read-only lease probes may read any endpoint")
-    client = make_client(target)
+    client = dryrun.guard(make_client(target), configuration)  # makes no request
+    kind = LAB if target.from_lab else kind_of([client])
+    clearance = require_allowed(
+        "expire_leases", kind=kind, where=f"endpoint {describe(client)}", region=str(client.meta.region_name),
+        configuration=configuration, sts=sts_for_endpoint(target.url, target.region, kind != "remote"),
+        tables=[schema.table])
+    dry = dryrun.active(configuration)
     key_names = _key_attributes(client, schema)
     items = scan_items(client, schema, extra=key_names)
     now = clock.now()
@@ -111,7 +120,8 @@ def _expire(count: object, table: object, key: object, owner: object, expiry: ob
             skipped.append(lease_key)
     result: JsonDict = {"table": schema.table, "requested": wanted, "live": len(live), "expired": len(expired),
                         "skipped": len(skipped), "keys": sorted(expired), "skipped_keys": sorted(skipped),
-                        "seed": seed, "at": now, "expires_at": past, "endpoint": target.url}
+                        "seed": seed, "at": now, "expires_at": past, "endpoint": target.url,
+                        "safety": clearance.as_dict(), "dry_run": dry}
     logger.info("expire_leases on %s: %d of %d live leases expired (seed %s, %d requested, %d skipped: "
                 "renewed in between)", schema.table, len(expired), len(live), seed, wanted, len(skipped))
     return result

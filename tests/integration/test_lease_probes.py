@@ -407,7 +407,8 @@ def test_expire_leases_skips_a_lease_renewed_in_between(emulator: Any, config: d
 
 
 def test_expire_leases_refuses_other_endpoints(config: dict[str, Any]) -> None:
-    with pytest.raises(SafetyError, match="endpoint: refusing to write lease data at https://dynamodb"):
+    with pytest.raises(SafetyError, match="expire_leases refused: it would change items of DynamoDB table leases "
+                                          "at endpoint https://dynamodb"):
         actions.expire_leases(1, "leases", endpoint="https://dynamodb.us-east-1.amazonaws.com")
     with pytest.raises(ConfigError) as info:
         actions.expire_leases(-1, "leases", configuration=config)
