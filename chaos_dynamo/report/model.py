@@ -184,13 +184,15 @@ def verdict_from_journal(path: Path, journal: Mapping[str, Any]) -> Verdict:
     runner's after-run endpoint check is not in a journal, so it counts as passed.
 
     A journal chaos marked ``interrupted`` is a failure when the chaos log next to it says
-    why chaos stopped the run itself (a control or safeguard); else it is taken for Ctrl-C:
-    the journal alone cannot tell."""
+    why chaos stopped the run itself (a control or safeguard), or the journal records a stop
+    condition that fired; else it is taken for Ctrl-C: the journal alone cannot tell."""
     from chaos_dynamo.runner import Safety, judge
+    from chaos_dynamo.safety.stop import stopped_by
     from chaos_dynamo.verify.verdict import chaos_critical
 
     expect = expectation_of(journal)
-    ctrl_c = journal.get("status") == "interrupted" and not chaos_critical(path.with_suffix(".log"))
+    ctrl_c = (journal.get("status") == "interrupted" and stopped_by(journal) is None
+              and not chaos_critical(path.with_suffix(".log")))
     try:
         judged = judge(path, expect, 0, Safety(0, True, False), ctrl_c)
     except ConfigError as exc:  # a malformed chaos-dynamo extension in the experiment

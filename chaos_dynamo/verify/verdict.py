@@ -10,6 +10,9 @@ what happened                                   status      failures (phase)
 interrupted by chaos-dynamo (Ctrl-C, SIGTERM,   interrupted
 SIGHUP)
 no journal (chaos crashed, could not start)     error
+a stop condition fired (the journal's           failed      the guard (method or
+``stop-conditions`` entry)                                  before), then rollbacks
+                                                            and safety net as below
 chaos interrupted the run itself (a control     failed      (method), then rollbacks
 or safeguard raised InterruptExecution)                     and safety net as below
 steady state not met before the method          failed      the probe (before)
@@ -26,6 +29,9 @@ expect=deviate: deviated on other probes        failed      (expectation)
 rollback failed or the safety net restored      failed      (rollback) / (safety)
 expect=hold: the hypothesis deviated            failed      the probes (after)
 ==============================================  ==========  ==========================
+
+A stop condition (:mod:`chaos_dynamo.safety.stop`) that fired is the headline whatever the
+experiment expects: ``stopped by stop condition NAME: value V, tolerance T``.
 
 Chaos Toolkit allows an experiment without a ``steady-state-hypothesis`` ("just
 exploring"): the before/after rules do not apply to it, but raised actions, rollbacks and
@@ -174,6 +180,10 @@ class _Run:
         self.actions = [r for r in _records(journal.get("run")) if r.get("activity", {}).get("type") == "action"]
         self.rollbacks = _records(journal.get("rollbacks"))
         self.status = journal.get("status")
+        from chaos_dynamo.safety.stop import guard_record, stopped_by
+
+        self.guards = guard_record(journal)
+        self.stopped = stopped_by(journal)
 
     def lines(self, expect: str, chaos_exit: int) -> list[str]:
         """What happened, one line per step, as the runner prints it."""
@@ -185,9 +195,13 @@ class _Run:
             out.append(f"steady state before: {'met' if self.before.get('steady_state_met') else 'NOT met'}")
         out += [f"  {x}" for x in _probe_lines(self.before.get("probes", []))]
         for r in self.actions:
+            if r.get("status") is None:  # chaos was interrupted while it ran
+                out.append(f"method: {r['activity'].get('name')} interrupted (did not finish)")
+                continue
             out.append(f"method: {r['activity'].get('name')} {r.get('status')}"
                        + (f": {clip(json.dumps(r.get('output'), default=str))}" if r.get("status") == "succeeded"
                           else f": {clip(exception_text(r), 300)}"))
+        out += _guard_lines(self.guards, self.stopped)
         if self.after:
             out.append(f"steady state after: {'met' if self.after.get('steady_state_met') else 'NOT met (deviated)'}")
             out += [f"  {x}" for x in _probe_lines(self.after.get("probes", []))]
@@ -218,6 +232,13 @@ def _failed(headline: str, failures: list[Failure]) -> _Decision:
 
 def _decide(run: _Run, expect: str, chaos_reason: str = "") -> _Decision:
     """The verdict's rules in order (module docstring); the first that applies decides."""
+    if run.stopped is not None:
+        what = stop_text(run.stopped)
+        phase = "before" if run.stopped.get("during") == "before the method" else "method"
+        return _failed(f"FAILED: {what}",
+                       [Failure(phase, str(run.stopped.get("name", "?")), run.stopped.get("tolerance"),
+                                run.stopped.get("error") or run.stopped.get("value"), f"{what} ({phase})")]
+                       + run.restore_failures())
     if run.status == "interrupted":  # chaos-dynamo's own interrupt was handled before
         reason = chaos_reason or ("a control or safeguard raised InterruptExecution, or chaos got a signal "
                                   "chaos-dynamo did not send; see the chaos log")
@@ -398,6 +419,27 @@ def _probe_lines(probes: list[dict[str, Any]]) -> list[str]:
         output = run.get("output") if "output" in run else run.get("exception", [""])[-1:]
         out.append(f"{name}: {json.dumps(output, default=str)} (tolerance {tolerance}) {status}")
     return out
+
+
+def stop_text(stopped: Mapping[str, Any]) -> str:
+    """``stopped by stop condition NAME: value V, tolerance T`` (``raised E`` for a guard
+    that raised), and when it fired before the method."""
+    name = stopped.get("name", "?")
+    what = f"raised {clip(str(stopped['error']), 200)}" if stopped.get("error") else f"value {_json(stopped.get('value'))}"
+    when = " (before the method, which did not run)" if stopped.get("during") == "before the method" else ""
+    return f"stopped by stop condition {name}: {what}, tolerance {_json(stopped.get('tolerance'))}{when}"
+
+
+def _guard_lines(guards: Mapping[str, Any] | None, stopped: Mapping[str, Any] | None) -> list[str]:
+    if not guards:
+        return []
+    checked = f"{guards.get('checks', 0)} check(s) of {', '.join(map(str, guards.get('guards') or []))}"
+    if stopped is None:
+        return [f"stop conditions: none fired ({checked})"]
+    at = stopped.get("seconds_into_method")
+    into = f" {at} s into the method" if at is not None else ""
+    return [f"stop conditions: {stop_text(stopped)}; fired{into} at {stopped.get('at')} after {checked}; "
+            f"rollbacks {stopped.get('rollbacks') or 'not recorded'}"]
 
 
 def _safety_lines(safety: Safety) -> list[str]:
