@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -181,6 +182,7 @@ def main(options: Options, *, echo: Callable[[str], None], out: Callable[[str], 
     when it returns (a run that was stopped ignores further ones until then).
     """
     handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    _interrupt_on_signals()
     try:
         return _main(options, echo, out)
     except Exception as exc:  # noqa: BLE001 - a bug must not read as "the gate failed" (1)
@@ -192,6 +194,24 @@ def main(options: Options, *, echo: Callable[[str], None], out: Callable[[str], 
         for signum, handler in handlers.items():
             if signal.getsignal(signum) is not handler:
                 signal.signal(signum, handler)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _interrupt_on_signals() -> None:
+    """Ctrl-C and SIGTERM interrupt the audit (exit 130), whatever this process inherited.
+
+    A shell starts a background job with SIGINT ignored and Python then leaves it ignored:
+    without this, ``kill -INT`` (or a CI runner's SIGINT) would be lost and the command
+    would run to its ``--timeout``. While the command runs, :mod:`chaos_dynamo.audit.run`
+    turns both into a stop request instead of an exception.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
 def _main(options: Options, echo: Callable[[str], None], out: Callable[[str], object]) -> int:

@@ -10,10 +10,12 @@
 3. With ``--outage``: after ``--outage-after`` seconds, empty the primary endpoint's DNS
    answer for the given seconds, then restore it; restored whatever happens (the command
    ends, Ctrl-C, an error).
-4. Stop the command after ``--timeout`` (SIGTERM to its group, SIGKILL after a grace period);
-   when it exits by itself, what it left running in its group gets SIGTERM. After Ctrl-C
-   (or SIGTERM) further ones are ignored until the audit ends: the stop is bounded by the
-   grace period and the kill wait, and the report is written from what was seen.
+4. Stop the command after ``--timeout`` or on Ctrl-C / SIGTERM (SIGTERM to its group, SIGKILL
+   after a grace period); when it exits by itself, what it left running in its group gets
+   SIGTERM. While the command runs, Ctrl-C and SIGTERM only set an event the waiting loop
+   reads (:class:`_Stop`), whatever this process inherited; after the first, further ones
+   are ignored until the audit ends: the stop is bounded by the grace period and the kill
+   wait, and the report is written from what was seen.
 5. Read the call logs and the lab's DNS and LB logs for the run's window.
 6. On a lab the audit started, stop the services the command started on it
    (``chaos-dynamo service start``: they run in sessions of their own), then the lab.
@@ -225,43 +227,77 @@ class Outage:
 
 # --- the command ------------------------------------------------------------------------------
 
-def _shield(echo: Echo) -> None:
-    """From now until the audit ends, Ctrl-C and SIGTERM only say the report is coming: the
-    command is being stopped (bounded by the grace period and the kill wait), then the
-    endpoint restored and the logs read, and a second Ctrl-C must not lose all that.
-    :func:`chaos_dynamo.audit.command.main` puts the previous handlers back."""
-    def note(signum: int, frame: Any) -> None:
-        echo("audit: already stopping the command; the report follows")
+class _Stop:
+    """Ctrl-C and SIGTERM while the command runs, as an event the waiting loop looks at.
 
-    signal.signal(signal.SIGINT, note)
-    signal.signal(signal.SIGTERM, note)
+    The handlers are installed before the outage thread and the command start, and they only
+    set :attr:`requested`: a signal can come at any point (while the command is being
+    spawned, or before the wait began, on a loaded machine), and an exception raised there
+    would leave the command running with nobody to stop it. They replace whatever this
+    process inherited, an ignored SIGINT included (a shell starts background jobs with
+    SIGINT ignored; Python then keeps it ignored, and Ctrl-C or ``kill -INT`` would do
+    nothing). The first signal asks for the stop; later ones only say the report is coming:
+    the stop is bounded by the grace period and the kill wait, then the endpoint is restored
+    and the logs read, and a second Ctrl-C must not lose all that.
+    :func:`chaos_dynamo.audit.command.main` puts the previous handlers back.
+    """
+
+    def __init__(self, echo: Echo) -> None:
+        self.requested = threading.Event()
+        self._echo = echo
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers belong to the main thread; elsewhere the caller stops us
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._on_signal)
+
+    def restore(self) -> None:
+        """The handlers as they were before :meth:`install` (the command ended by itself)."""
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.requested.is_set():
+            self._echo("audit: already stopping the command; the report follows")
+        self.requested.set()
 
 
 def _run(command: tuple[str, ...], env: dict[str, str], timeout: float | None, grace: float,
-         echo: Echo) -> tuple[int | None, str]:
-    """Run COMMAND to its end or ``timeout``: (exit code, how it stopped)."""
+         stop: _Stop, echo: Echo, clock: Clock = REAL_CLOCK) -> tuple[int | None, str]:
+    """Run COMMAND to its end, ``timeout`` or a stop request: (exit code, how it stopped).
+
+    Interrupted before the command started, it is not started: (None, "interrupted").
+    """
+    if stop.requested.is_set():
+        echo("audit: interrupted before the command started")
+        return None, "interrupted"
     process = subprocess.Popen(list(command), env=env, start_new_session=True)
+    deadline = None if timeout is None else clock.monotonic() + timeout
 
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+    def over() -> bool:
+        return process.poll() is not None or stop.requested.is_set() or (
+            deadline is not None and clock.monotonic() >= deadline)
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        code = process.wait(timeout=timeout)
+    # Short naps: a signal sets the event from the handler, which runs in this thread
+    # between two naps at the latest.
+    while not over():
+        stop.requested.wait(0.05)
+    if process.poll() is not None and not stop.requested.is_set():
         try:  # what the command left running in its group (background children) ends with it
             os.killpg(process.pid, signal.SIGTERM)
         except (ProcessLookupError, PermissionError):
             pass
-        signal.signal(signal.SIGTERM, previous)
-        return code, "exited"
-    except subprocess.TimeoutExpired:
-        _shield(echo)
-        stopped, why = "timeout", f"--timeout {timeout:g} s reached"
-    except KeyboardInterrupt:
-        _shield(echo)
+        return process.returncode, "exited"
+    if stop.requested.is_set():
         stopped, why = "interrupted", "interrupted"
+    else:
+        stopped, why = "timeout", f"--timeout {timeout:g} s reached"
+        stop.requested.set()  # from here on a Ctrl-C only says the report is coming
     echo(f"audit: {why}: stopping the command (Ctrl-C now is ignored; the report follows)")
-    return stop_process_group(process, grace=grace), stopped
+    return stop_process_group(process, grace=grace, clock=clock), stopped
 
 
 def _address(lab_state: Path, ours: bool) -> str:
@@ -345,10 +381,16 @@ def run_command_audit(run: AuditRun, *, root: Path, echo: Echo,
                  + (f"; outage of {run.outage:g} s after {run.outage_after:g} s" if run.outage else ""))
             since = clock.now()
             outage = Outage(info, run.outage_after, run.outage, echo, clock, since) if run.outage else None
+            stop = _Stop(echo)
+            stop.install()  # before anything starts: see _Stop
             try:
                 if outage is not None:
                     outage.start()
-                code, stopped = _run(run.command, env, run.timeout, run.grace, echo)
+                code, stopped = _run(run.command, env, run.timeout, run.grace, stop, echo)
+                if stopped == "exited":
+                    stop.restore()  # nothing to shield: Ctrl-C from here on interrupts the audit
+                    if stop.requested.is_set():  # it came as the command was exiting
+                        stopped = "interrupted"
             finally:
                 if outage is not None:
                     outage.stop()

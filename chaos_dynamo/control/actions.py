@@ -76,7 +76,8 @@ def arm_failpoint(point: str, action: str, actors: str = "", event: str = "", se
     Args:
         point: enactor.check, enactor.after_check, enactor.commit, enactor.cleanup or planner.plan.
         action: "pause" (until ``event``), "delay" (``seconds``), "fail" (the next ``count``
-            times; at enactor.commit that is a lost lock) or "random" (``probability``).
+            times; at enactor.commit that is a lost lock), "random" (``probability``) or
+            "crash" (the actor's thread dies of an unexpected error, the next ``count`` times).
         actors: comma-separated actor names (planner, enactor-a, ...); empty: every actor.
         event: what a pause waits for, e.g. "enactor-b.applied".
     """

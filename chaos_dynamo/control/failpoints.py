@@ -14,7 +14,10 @@ point; an armed point then, for the actors it names:
   its lock);
 * ``random``: returns "fail" with probability ``probability``, from a generator per actor
   and point seeded with ``"{seed}/{actor}/{point}"``, so an actor's pattern does not depend
-  on how the threads interleave, and one seed gives it again in any process.
+  on how the threads interleave, and one seed gives it again in any process;
+* ``crash``: raises :class:`FailpointCrash` the next ``count`` times: the actor's thread
+  dies of an unexpected error, as a crashed Enactor process would (the control plane
+  records it; ``chaos-dynamo lab doctor`` reports and repairs what it left).
 
 Points used by the control plane: ``enactor.check`` (before the one-time freshness check),
 ``enactor.after_check``, ``enactor.commit`` (before each change batch; ``fail`` = lost lock),
@@ -33,7 +36,11 @@ from chaos_dynamo.clock import REAL_CLOCK, Clock
 from chaos_dynamo.errors import ConfigError
 
 POINTS = ("enactor.check", "enactor.after_check", "enactor.commit", "enactor.cleanup", "planner.plan")
-ACTIONS = ("pause", "delay", "fail", "random")
+ACTIONS = ("pause", "delay", "fail", "random", "crash")
+
+
+class FailpointCrash(RuntimeError):
+    """Raised by an armed ``crash`` failpoint: an error no actor expects, so its thread dies."""
 
 
 @dataclass(eq=False)  # identity: a paused actor checks that *its* failpoint is still armed
@@ -102,7 +109,7 @@ class Failpoints:
                               "give e.g. \"enactor-b.applied\"")
         if action == "delay" and not 0 < seconds <= 3600:
             raise ConfigError("failpoint.seconds", f"{seconds!r} is not a delay", "use 0.001 to 3600 seconds")
-        if action == "fail" and not 1 <= count <= 1_000_000:
+        if action in ("fail", "crash") and not 1 <= count <= 1_000_000:
             raise ConfigError("failpoint.count", f"{count!r} is not a count", "use 1 or more")
         if action == "random" and not 0 < probability <= 1:
             raise ConfigError("failpoint.probability", f"{probability!r} is not a probability", "use (0, 1]")
@@ -193,6 +200,7 @@ class Failpoints:
 
         Raises:
             TimeoutError: a pause lasted ``pause_timeout`` seconds without its event.
+            FailpointCrash: an armed ``crash`` fired.
         """
         with self._cond:
             if self._halts:
@@ -218,6 +226,12 @@ class Failpoints:
                     if self._rng(actor, point).random() < a.probability:
                         a.fired += 1
                         result = "fail"
+            elif a.action == "crash":
+                with self._cond:
+                    crash = a.fired < a.count
+                    a.fired += crash
+                if crash:
+                    raise FailpointCrash(f"failpoint {point}: {actor} crashed (armed crash)")
         return result
 
     def _rng(self, actor: str, point: str) -> random.Random:
