@@ -3,6 +3,7 @@
     chaos-dynamo lab up [--detach]      start a lab (foreground until Ctrl-C, or in the background)
     chaos-dynamo lab env                export lines for a shell or CI step: eval "$(chaos-dynamo lab env)"
     chaos-dynamo lab status [--json]    addresses and counters
+    chaos-dynamo lab doctor [--repair]  what an interrupted or crashed run left behind; repair it
     chaos-dynamo lab down               stop exactly what `lab up --detach` started, and its services
     chaos-dynamo service start NAME     run a reference service (--kind K) or your program (-- CMD...)
     chaos-dynamo service list [--json]  the recorded services, their pids and health
@@ -38,6 +39,18 @@ from chaos_dynamo.lab.state import LabInfo, read_state, remove_state, state_path
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+def _seconds(low: float, high: float) -> Any:
+    """A callback for a ``type=float`` duration option: ``low`` to ``high`` seconds (click's
+    FloatRange lets NaN through, and a negative wait would mean "kill at once")."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+        if value is not None and not low <= value <= high:  # also false for NaN
+            raise click.BadParameter(f"{value} is out of range; give {low:g} to {high:g} seconds")
+        return value
+
+    return check
+
+
 def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     click.secho(f"error: {message}", fg="red", err=True)
     sys.exit(code)
@@ -69,6 +82,9 @@ _UP_OPTIONS = [
                                    "(default: embedded moto)."),
     click.option("--propagation-delay", type=float, help="Seconds until a Route 53 change is INSYNC."),
     click.option("--state-file", type=click.Path(dir_okay=False), help="Where the running lab is recorded."),
+    click.option("--namespaces", help="Isolated namespaces for experiments side by side: a count (2: ns1, ns2) "
+                                      "or names (team-a,team-b); each gets its own zone, endpoint, plan table "
+                                      "and three load balancers (docs/namespaces.md)."),
 ]
 
 
@@ -157,7 +173,7 @@ def _cmdline(pid: int) -> str | None:
               help="Stop when the process with this pid, this lab's parent, is gone (verify's own labs).")
 def lab_up(config_path: str | None, seed: int | None, region: str | None, host: str | None,
            api_port: int | None, dns_port: int | None, lb_port: int | None, backend: str | None,
-           propagation_delay: float | None, state_file: str | None, detach: bool,
+           propagation_delay: float | None, state_file: str | None, namespaces: str | None, detach: bool,
            exit_with_parent: int | None) -> None:
     """Start a lab. Prints its addresses and the `export` lines to reach it."""
     if detach and exit_with_parent is not None:
@@ -167,7 +183,7 @@ def lab_up(config_path: str | None, seed: int | None, region: str | None, host: 
     try:
         topology = _topology(config_path, seed=seed, region=region, host=host, api_port=api_port,
                              dns_port=dns_port, lb_port=lb_port, backend=backend,
-                             propagation_delay=propagation_delay)
+                             propagation_delay=propagation_delay, namespaces=namespaces)
     except ChaosDynamoError as exc:
         _fail(str(exc), EXIT_USAGE)
     running = _running_lab(path)
@@ -176,7 +192,8 @@ def lab_up(config_path: str | None, seed: int | None, region: str | None, host: 
               "run `chaos-dynamo lab down` first, or use another --state-file", EXIT_FAILED)
     if detach:
         _detach(path, config_path=config_path, seed=seed, region=region, host=host, api_port=api_port,
-                dns_port=dns_port, lb_port=lb_port, backend=backend, propagation_delay=propagation_delay)
+                dns_port=dns_port, lb_port=lb_port, backend=backend, propagation_delay=propagation_delay,
+                namespaces=namespaces)
         return
     _serve(topology, path, exit_with_parent)
 
@@ -275,6 +292,9 @@ def _summary(info: LabInfo, path: Path, elapsed: float | None) -> str:
         + ", ".join(f"{lb['name']}={lb['address']}" for lb in info.load_balancers),
         f"  endpoints: {', '.join(e.name for e in info.endpoints)}",
         f"  DynamoDB for services: {info.dynamodb_url()}",
+        *(f"  namespace {ns.name}: {', '.join(e.name for e in ns.endpoints)}, plan table {ns.plan_table}, "
+          f"load balancers {', '.join(str(lb['name']) for lb in ns.load_balancers)}"
+          for ns in info.namespaces),
         f"  state file: {path}",
         "  reach it from a shell: eval \"$(chaos-dynamo lab env)\"",
     ]
@@ -283,7 +303,8 @@ def _summary(info: LabInfo, path: Path, elapsed: float | None) -> str:
 
 @lab.command("down")
 @click.option("--state-file", type=click.Path(dir_okay=False))
-@click.option("--timeout", type=float, default=20.0, show_default=True, help="Seconds to wait for exit.")
+@click.option("--timeout", type=float, callback=_seconds(0.1, 3600), default=20.0, show_default=True,
+              help="Seconds to wait for exit.")
 def lab_down(state_file: str | None, timeout: float) -> None:
     """Stop the lab that `lab up --detach` started (and only that), and the services
     recorded next to it (`service start`)."""
@@ -348,6 +369,24 @@ def _lab_status(info: LabInfo) -> dict[str, Any]:
     return result
 
 
+@lab.command("doctor")
+@click.option("--state-file", type=click.Path(), help="The lab's state file (default: as `lab up`).")
+@click.option("--repair", "do_repair", is_flag=True,
+              help="Repair what is found: stop orphans, remove a stale state file, restore the lab.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def lab_doctor(state_file: str | None, do_repair: bool, as_json: bool) -> None:
+    """Find (and with --repair, repair) what an interrupted or crashed run left: a stale state
+    file, orphan labs, services and chaos runs (and their sockets), endpoints off the newest
+    plan, LB faults, DynamoDB capacity, a running or stuck control plane, armed failpoints.
+
+    Exits 0 when nothing is left (or all was repaired), 1 when leftovers were found (without
+    --repair), 2 on bad input, 3 when a repair failed. See docs/doctor.md.
+    """
+    from chaos_dynamo.lab.doctor import main as doctor_main
+
+    sys.exit(doctor_main(state_file, do_repair=do_repair, as_json=as_json, echo=click.echo))
+
+
 @lab.command("status")
 @click.option("--state-file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -381,15 +420,42 @@ def lab_status(state_file: str | None, as_json: bool) -> None:
     click.echo(f"  Route 53 changes: {status['counters']['route53']}")
 
 
+@lab.command("digest")
+@click.option("--state-file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="The digest and the state it is taken of, as JSON.")
+def lab_digest(state_file: str | None, as_json: bool) -> None:
+    """A SHA-256 of the lab's state: records, health checks, plans, LB faults, capacity and
+    control plane (not its counters). Equal before and after shows nothing changed."""
+    from chaos_dynamo.lab.digest import digest_of, snapshot
+
+    path = state_path(state_file)
+    info = _running_lab(path)
+    if info is None:
+        _fail(f"no lab is running (state file {path}); start one with `chaos-dynamo lab up --detach`")
+    try:
+        state = snapshot(info)
+    except ChaosDynamoError as exc:
+        _fail(str(exc))
+    digest = digest_of(state)
+    click.echo(json.dumps({"digest": digest, "state": state}, indent=2, sort_keys=True, default=str)
+               if as_json else digest)
+
+
 @lab.command("env")
 @click.option("--state-file", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["shell", "dotenv", "json"]), default="shell",
               show_default=True, help="shell: export lines; dotenv: KEY=VALUE (e.g. for $GITHUB_ENV).")
-def lab_env(state_file: str | None, fmt: str) -> None:
+@click.option("--namespace", help="The environment of one namespace: its endpoint, zone and table prefix, "
+                                  "and CHAOS_DYNAMO_NAMESPACE for the activities (docs/namespaces.md).")
+def lab_env(state_file: str | None, fmt: str, namespace: str | None) -> None:
     """Print the environment that points AWS SDKs and the DNS shim at the lab."""
     path = state_path(state_file)
     try:
         info = read_state(path)
+        if namespace is not None:
+            info = info.scoped(namespace)
+    except ConfigError as exc:
+        _fail(str(ConfigError("--namespace", exc.problem, exc.fix)), EXIT_USAGE)
     except LabError as exc:
         _fail(str(exc))
     env = info.env() | {"CHAOS_DYNAMO_STATE": str(path)}
@@ -431,7 +497,7 @@ def service() -> None:
 @click.option("--health-url", default="",
               help="A command's health URL (http://127.0.0.1:PORT/...); ready once it answers 200. "
                    "{instance} is replaced by the instance's index, here and in the command.")
-@click.option("--ready-timeout", type=float, default=30.0, show_default=True,
+@click.option("--ready-timeout", type=float, callback=_seconds(0.1, 3600), default=30.0, show_default=True,
               help="Seconds for every instance to become ready.")
 @click.option("--state-file", type=click.Path(dir_okay=False), help="The lab's state file.")
 def service_start(name: str, command: tuple[str, ...], kind: str | None, instances: int, rate: float,
@@ -482,7 +548,7 @@ def service_start(name: str, command: tuple[str, ...], kind: str | None, instanc
 @service.command("stop")
 @click.argument("name", required=False)
 @click.option("--all", "stop_every", is_flag=True, help="Stop every recorded service.")
-@click.option("--timeout", type=float, default=5.0, show_default=True,
+@click.option("--timeout", type=float, callback=_seconds(0.1, 3600), default=5.0, show_default=True,
               help="Seconds to wait after SIGTERM before SIGKILL.")
 @click.option("--state-file", type=click.Path(dir_okay=False), help="The lab's state file.")
 def service_stop(name: str | None, stop_every: bool, timeout: float, state_file: str | None) -> None:
@@ -541,7 +607,11 @@ def service_list(as_json: bool, state_file: str | None) -> None:
 @click.option("--state-file", type=click.Path(dir_okay=False),
               help="Use the lab recorded here instead of starting one.")
 @click.option("--seed", type=int, default=None, help="Seed for a lab started by this command.")
-def run(experiment: str, journal_path: str | None, state_file: str | None, seed: int | None) -> None:
+@click.option("--dry-run", is_flag=True,
+              help="Print every Route 53 change batch, DynamoDB write and lab fault the run would send, "
+                   "and send none (docs/safety.md).")
+def run(experiment: str, journal_path: str | None, state_file: str | None, seed: int | None,
+        dry_run: bool) -> None:
     """Run EXPERIMENT with the real `chaos` CLI on a lab and print a verdict.
 
     Starts a lab for the run unless one is already running. Exits 0 when the experiment did
@@ -551,7 +621,7 @@ def run(experiment: str, journal_path: str | None, state_file: str | None, seed:
 
     try:
         code = run_experiment(Path(experiment), journal=Path(journal_path) if journal_path else None,
-                              state_file=state_file, seed=seed)
+                              state_file=state_file, seed=seed, dry_run=dry_run)
     except ConfigError as exc:
         _fail(str(exc), EXIT_USAGE)
     except ChaosDynamoError as exc:

@@ -45,6 +45,7 @@ import click
 
 from chaos_dynamo.clock import REAL_CLOCK, wait_until
 from chaos_dynamo.errors import LabError
+from chaos_dynamo.lab.doctor import RUN_PARENT_ENV
 from chaos_dynamo.lab.state import (
     LabInfo,
     read_state,
@@ -59,6 +60,7 @@ from chaos_dynamo.verify.experiments import (
     expectation,
     load_experiment,
     must_deviate_on,
+    run_namespace,
 )
 from chaos_dynamo.verify.verdict import Safety, Verdict, clip, judge
 
@@ -74,6 +76,10 @@ LAB_STOP_GRACE = 30.0
 """Seconds an own lab gets to stop its services and itself after SIGTERM."""
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 """What interrupts a run: Ctrl-C, ``kill``, and the terminal going away."""
+EXIT_INTERRUPTED = 130
+"""``chaos-dynamo run``'s exit code when a signal interrupted it (after the safety net ran)."""
+GROUP_STOP_GRACE = 5.0
+"""Seconds what chaos left running in its process group gets between SIGTERM and SIGKILL."""
 
 
 def isolate_from_aws(environ: MutableMapping[str, str] = os.environ) -> None:
@@ -179,7 +185,8 @@ def lab_for_run(state_file: str | None, seed: int | None) -> Iterator[tuple[LabI
 
 
 @contextmanager
-def own_lab(state: Path, seed: int | None, interrupt: Interrupt, timeout: float = 120.0) -> Iterator[LabInfo]:
+def own_lab(state: Path, seed: int | None, interrupt: Interrupt, timeout: float = 120.0,
+            namespaces: Sequence[str] = ()) -> Iterator[LabInfo]:
     """A lab in a process of its own (``chaos-dynamo lab up --state-file STATE``).
 
     Its own process means its own emulator (moto keeps its state per process, so two labs
@@ -200,6 +207,7 @@ def own_lab(state: Path, seed: int | None, interrupt: Interrupt, timeout: float 
     command = [sys.executable, "-m", "chaos_dynamo.cli", "lab", "up", "--state-file", str(state),
                "--exit-with-parent", str(os.getpid())]
     command += ["--seed", str(seed)] if seed is not None else []
+    command += ["--namespaces", ",".join(namespaces)] if namespaces else []  # an experiment's lab namespace
     with open(log_path, "wb") as log:
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                  start_new_session=True)
@@ -283,18 +291,25 @@ def execute(planned: Sequence[Planned], info: LabInfo, state: Path, *, interrupt
             interrupted (for a lab about to stop).
     """
     before = _services_marks(state)
-    runs = _in_parallel([partial(_run_one, p, info, state, interrupt, chaos_to_log, announce) for p in planned])
+    # Each run sees the lab as its activities will: its namespace's view when its configuration
+    # names one (an unknown namespace is refused here, before anything runs).
+    views = [info.scoped(ns) if ns else info for ns in (run_namespace(p.path) for p in planned)]
+    runs = _in_parallel([partial(_run_one, p, view, state, interrupt, chaos_to_log, announce)
+                         for p, view in zip(planned, views, strict=True)])
     notes = []
     # chaos skips the rollbacks of a run it marks interrupted (ours, or a control's).
     if stop_services or any(r.interrupted or _chaos_status(p.journal) == "interrupted"
                             for p, r in zip(planned, runs, strict=True)):
         notes = _stop_services_started(state, before)
-    safety = ensure_restored(info)
+    interrupted = any(r.interrupted or _chaos_status(p.journal) == "interrupted"
+                      for p, r in zip(planned, runs, strict=True))
+    safety = {scope: ensure_restored(view, interrupted=interrupted)
+              for scope, view in {v.namespace: v for v in views}.items()}
     results = []
-    for p, run in zip(planned, runs, strict=True):
-        verdict = judge(p.journal, p.expect, run.exit, safety, run.interrupted)
+    for p, run, view in zip(planned, runs, views, strict=True):
+        verdict = judge(p.journal, p.expect, run.exit, safety[view.namespace], run.interrupted)
         verdict.lines[-1:-1] = notes  # the last line is the safety net's
-        sidecar, problem = _collect_lab_timeline(info, run.started, p.lab_timeline)
+        sidecar, problem = _collect_lab_timeline(view, run.started, p.lab_timeline)
         if problem:
             verdict.lines.append(problem)
         results.append(RunResult(p, verdict, run.exit, run.interrupted, sidecar, run.started,
@@ -325,7 +340,8 @@ def _run_one(p: Planned, info: LabInfo, state: Path, interrupt: Interrupt, chaos
     p.journal.parent.mkdir(parents=True, exist_ok=True)
     for stale in (p.journal, p.lab_timeline, p.log):
         stale.unlink(missing_ok=True)
-    env = info.process_env(os.environ) | {"CHAOS_DYNAMO_STATE": str(state)}
+    # RUN_PARENT_ENV: `chaos-dynamo lab doctor` tells an orphan (this process died) by it.
+    env = info.process_env(os.environ) | {"CHAOS_DYNAMO_STATE": str(state), RUN_PARENT_ENV: str(os.getpid())}
     logging = ["--no-log-file"] if chaos_to_log else ["--log-file", str(p.log)]
     command = chaos_command() + ["--no-version-check", *logging, "run", "--journal-path", str(p.journal),
                                  str(p.path)]
@@ -362,6 +378,13 @@ def run_chaos(command: list[str], env: dict[str, str], interrupt: Interrupt,
     """
     process = subprocess.Popen(command, env=env, start_new_session=True, stdout=output,
                                stderr=subprocess.STDOUT if output is not None else None)
+    try:
+        return _wait_for_chaos(process, interrupt)
+    finally:
+        _stop_leftovers(process.pid)
+
+
+def _wait_for_chaos(process: subprocess.Popen[bytes], interrupt: Interrupt) -> tuple[int, bool]:
     while not interrupt.requested.is_set():
         try:
             return process.wait(timeout=0.1), False
@@ -375,10 +398,23 @@ def run_chaos(command: list[str], env: dict[str, str], interrupt: Interrupt,
             return process.wait(timeout=0.1), True
         except subprocess.TimeoutExpired:
             continue
-    if process.poll() is None:
-        process.kill()
+    if process.poll() is None:  # the whole group: a process activity's command dies with it
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     process.wait()
-    return 130, True
+    return EXIT_INTERRUPTED, True
+
+
+def _stop_leftovers(pgid: int) -> None:
+    """Stop what chaos left running in its process group (a process activity's command, when
+    chaos was killed): SIGTERM, then SIGKILL. chaos itself has exited (or been killed)."""
+    from chaos_dynamo.processes import group_members, stop_processes
+
+    left = group_members(pgid)
+    if left:
+        stop_processes(left, grace=GROUP_STOP_GRACE)
 
 
 def _collect_lab_timeline(info: LabInfo, since: float, path: Path) -> tuple[Path | None, str]:
@@ -398,21 +434,44 @@ def _collect_lab_timeline(info: LabInfo, since: float, path: Path) -> tuple[Path
 # --- chaos-dynamo run ------------------------------------------------------------------------
 
 def run_experiment(experiment_path: Path, journal: Path | None = None, state_file: str | None = None,
-                   seed: int | None = None) -> int:
+                   seed: int | None = None, dry_run: bool = False) -> int:
     """``chaos-dynamo run``: one experiment, chaos's output on the terminal, the verdict and the
-    timeline printed; 0 when the experiment did what it declares, else 1."""
+    timeline printed; 0 when the experiment did what it declares, else 1.
+
+    With ``dry_run`` (or ``chaos_dynamo_dry_run`` in the experiment's configuration) the run
+    prints every write it would send and sends none (:mod:`chaos_dynamo.safety.dryrun`), and
+    is judged only on whether every activity ran."""
+    from chaos_dynamo.safety import dryrun
+    from chaos_dynamo.verify.experiments import inspect
+
     experiment = load_experiment(experiment_path)
-    expect = expectation(experiment)
-    must_deviate_on(experiment)  # checked before any lab starts
+    expect = inspect(experiment_path).expect  # every check verify makes, before any lab starts
     isolate_from_aws()
-    planned = Planned(experiment_path, journal or Path("journals") / f"{experiment_path.stem}.json", expect,
+    dry_run = dry_run or dryrun.declared(experiment)
+    if dry_run:  # for chaos (process_env passes CHAOS_DYNAMO_* on) and this process's safety net
+        os.environ[dryrun.ENV] = "1"
+    default = f"{experiment_path.stem}.dry-run.json" if dry_run else f"{experiment_path.stem}.json"
+    planned = Planned(experiment_path, journal or Path("journals") / default, expect,
                       str(experiment.get("title", "")))
     interrupt = Interrupt()
-    with lab_for_run(state_file, seed) as (info, started):
+    # From here on a signal only requests the interrupt: the lab is set up, chaos is given
+    # its one SIGINT, the safety net runs, and the command exits 130 (EXIT_INTERRUPTED).
+    with signals_to(interrupt), lab_for_run(state_file, seed) as (info, started):
         with signals_to(interrupt):
             (result,) = execute([planned], info, state_path(state_file), interrupt=interrupt,
                                 announce=click.echo, stop_services=started)
+        namespace = run_namespace(experiment_path)
+        info = info.scoped(namespace) if namespace else info  # a namespaced run's timeline is its endpoint's
         timeline = _timeline(info, result.started)
+    if dry_run:
+        ok, lines = dryrun.summary(planned.journal)
+        click.echo("")
+        for line in lines:
+            click.echo(f"  {line}")
+        click.secho(f"dry run: nothing was sent; the `{dryrun.PREFIX}` lines are every write the run would "
+                    "send, in order. No verdict: nothing was broken", fg="green" if ok else "red", bold=True)
+        click.echo(f"journal: {planned.journal}")
+        return 0 if ok else 1
     verdict = result.verdict
     click.echo("")
     for line in verdict.lines:
@@ -424,6 +483,8 @@ def run_experiment(experiment_path: Path, journal: Path | None = None, state_fil
             click.echo(f"    {line}")
     click.secho(f"verdict: {verdict.headline}", fg="green" if verdict.ok else "red", bold=True)
     click.echo(f"journal: {planned.journal}")
+    if result.interrupted or interrupt.requested.is_set():
+        return EXIT_INTERRUPTED
     return 0 if verdict.ok else 1
 
 
@@ -446,17 +507,22 @@ def _stop_services_started(state: Path, before: frozenset[tuple[str, float]]) ->
         return [f"safety net: could not stop the run's services: {type(exc).__name__}: {exc}"]
 
 
-def ensure_restored(info: LabInfo) -> Safety:
+def ensure_restored(info: LabInfo, interrupted: bool = False) -> Safety:
     """Check every endpoint after the run; restore what the experiment's rollbacks did not.
 
     Load-balancer faults are cleared too, and a control plane left stuck (an Enactor gave up
     on a plan Route 53 kept refusing) is restored and unstuck: a lab is left as the run
     found it.
+
+    After an ``interrupted`` run, whose rollbacks chaos skipped, the control plane is also
+    stopped and its failpoints disarmed (a run armed them and did not get to disarm them), and
+    an endpoint that answers but not from the newest plan in the plan table is restored too.
     """
     from chaos_dynamo.endpoint import actions, probes
     from chaos_dynamo.lbfleet.actions import reset_lb_faults
 
-    config = {"chaos_dynamo_api": info.api_url}
+    # A namespace's view (LabInfo.scoped) restores that namespace's endpoints and load balancers.
+    config = {"chaos_dynamo_api": info.api_url, "chaos_dynamo_namespace": info.namespace}
 
     def healthy(name: str, qtype: str) -> bool:
         # Three tries: one slow round trip on a loaded machine is not a broken endpoint.
@@ -471,22 +537,58 @@ def ensure_restored(info: LabInfo) -> Safety:
         # A scenario still running in the lab (chaos was interrupted mid-request; the lab goes
         # on) or a stuck control plane needs the operator first: that restore aborts the
         # scenario, puts the newest plan back on every endpoint and clears the stuck state.
-        operator = _control_plane_needs_operator(config)
+        operator = "" if info.namespace else _control_plane_needs_operator(config)
         if operator:
             from chaos_dynamo.control.actions import restore_and_unstick
 
             restore_and_unstick(configuration=config)
+        halted = _halt_control_plane(config) if interrupted and not info.namespace else ""
         bad = broken()
-        if bad:
+        stale = [name for name in _off_newest_plan(info, config) if name not in bad] if interrupted else []
+        if bad or stale:
             actions.restore_endpoint(configuration=config)
-        if bad or operator:
-            still = broken()
+        if bad or operator or stale or halted:
+            still = broken() + [name for name in _off_newest_plan(info, config) if name in stale]
             return Safety(len(info.endpoints) - len(still), not still, True,
                           f"still broken: {still}" if still else "",
-                          restored=([operator] if operator else []) + bad)
+                          restored=[what for what in (operator, halted) if what] + bad
+                          + [f"{name} (not on the newest plan)" for name in stale])
         return Safety(len(info.endpoints), True, False)
     except Exception as exc:  # noqa: BLE001 - reported in the verdict, never swallowed silently
         return Safety(0, False, False, f"{type(exc).__name__}: {exc}")
+
+
+def _halt_control_plane(config: dict[str, Any]) -> str:
+    """Stop a control plane an interrupted run left running, and disarm its failpoints; what
+    was done ("" when nothing)."""
+    from chaos_dynamo.control import _client
+    from chaos_dynamo.control.actions import disarm_failpoints, stop_control_plane
+
+    try:
+        status = _client.call("status", configuration=config)
+    except LabError:
+        return ""  # a lab without a control plane
+    done = []
+    if status.get("mode") != "idle":
+        stop_control_plane(configuration=config)
+        done.append(f"the control plane ({status.get('mode')})")
+    if status.get("failpoints"):
+        disarm_failpoints(configuration=config)
+        done.append(f"{len(status['failpoints'])} armed failpoint(s)")
+    return " and ".join(done)
+
+
+def _off_newest_plan(info: LabInfo, config: dict[str, Any]) -> list[str]:
+    """The endpoints whose alias is not on the newest plan of the plan table."""
+    from chaos_dynamo.control.probes import active_generation
+    from chaos_dynamo.planstore import PlanStore
+    from chaos_dynamo.route53.backend import make_client
+
+    newest = PlanStore(make_client("dynamodb", info.api_url, info.region), info.plan_table).newest()
+    if newest is None:
+        return []  # nothing to restore to (restore_endpoint would say so)
+    return [ep.name for ep in info.endpoints
+            if active_generation(ep.name, configuration=config) != newest.generation]
 
 
 def _control_plane_needs_operator(config: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ from typing import Any, Dict, List  # noqa: UP035 - see JsonDict
 
 from chaos_dynamo.endpoint import _lab
 from chaos_dynamo.errors import ConfigError, LabError
+from chaos_dynamo.safety import dryrun
 
 Configuration = Mapping[str, Any] | None
 
@@ -29,7 +30,15 @@ def call(route: str, body: Mapping[str, Any] | None = None, *, configuration: Co
          timeout: float = 30.0) -> Any:
     """POST ``body`` (or GET without one) to the lab's control route; the JSON answer."""
     info = _lab.lab_info(configuration)  # refuses a lab whose addresses are not loopback
+    if info.namespace and body is not None:
+        # The Planner and Enactors manage the lab's own endpoints, not a namespace's.
+        raise ConfigError("chaos_dynamo_namespace",
+                          f"the DNS control plane is the whole lab's (it manages the lab's own endpoints), "
+                          f"so {route!r} cannot run in namespace {info.namespace!r}",
+                          "run control-plane experiments without chaos_dynamo_namespace")
     url = f"{info.api_url}/_chaos_dynamo/control/{route}"
+    if body is not None and dryrun.active(configuration):
+        return dryrun.lab_post(url, dict(body))
     data = None if body is None else json.dumps(dict(body)).encode()
     request = urllib.request.Request(url, data=data, method="GET" if data is None else "POST",
                                      headers={"Content-Type": "application/json"})
@@ -43,10 +52,9 @@ def call(route: str, body: Mapping[str, Any] | None = None, *, configuration: Co
         except json.JSONDecodeError:
             answer = {"error": raw}
         message = str(answer.get("error", raw)) if isinstance(answer, dict) else raw
-        field = answer.get("field") if isinstance(answer, dict) else None
-        if exc.code == 400 and field:
-            problem = message[len(f"{field}: "):] if message.startswith(f"{field}: ") else message
-            raise ConfigError(str(field), problem) from None
+        refused = _lab.refusal(exc.code, raw)
+        if refused is not None:
+            raise refused from None
         raise LabError(f"the lab's control API ({route}) answered {exc.code}: {message}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise LabError(f"the lab's control API at {url} did not answer ({exc}); is the lab running? "

@@ -4,6 +4,8 @@ An activity finds the lab, in order, from the experiment's ``configuration``
 (``chaos_dynamo_api``, or ``chaos_dynamo_state`` for a state file), then from
 ``$CHAOS_DYNAMO_API`` (printed by ``chaos-dynamo lab env``), then from the state file.
 Wherever the lab's addresses come from, they are checked once, here, to be loopback.
+With ``chaos_dynamo_namespace`` (or ``$CHAOS_DYNAMO_NAMESPACE``) the lab is seen through
+that namespace: only its zone, endpoints, plan table and load balancers.
 """
 
 from __future__ import annotations
@@ -22,13 +24,15 @@ from botocore.exceptions import ClientError
 
 from chaos_dynamo.clock import REAL_CLOCK, Clock, wait_until
 from chaos_dynamo.config import is_loopback_host
-from chaos_dynamo.errors import AwsError, LabError, SafetyError
-from chaos_dynamo.lab.state import EndpointInfo, LabInfo, read_state, state_path
+from chaos_dynamo.errors import AwsError, ConfigError, LabError, SafetyError
+from chaos_dynamo.lab.state import NAMESPACE_ENV, EndpointInfo, LabInfo, read_state, state_path
 from chaos_dynamo.route53.backend import iter_record_sets, make_client
 from chaos_dynamo.route53.records import RecordSet, normalize_name
+from chaos_dynamo.safety import dryrun
 
 logger = logging.getLogger("chaostoolkit")
 Configuration = Mapping[str, Any] | None
+NAMESPACE_KEY = "chaos_dynamo_namespace"
 
 
 def lab_info(configuration: Configuration = None) -> LabInfo:
@@ -46,11 +50,59 @@ def lab_info(configuration: Configuration = None) -> LabInfo:
         # The control API exists only on a lab; never send lab traffic anywhere else.
         from chaos_dynamo.lab.lab import require_loopback_url
 
-        url = require_loopback_url("chaos_dynamo_api", str(api))
-        return check_loopback_info(fetch_info(url), f"the lab answering at {url} ({source})")
+        url = require_loopback_url("chaos_dynamo_api", check_api_url(bool(from_config), api))
+        return in_namespace(check_loopback_info(fetch_info(url), f"the lab answering at {url} ({source})"),
+                            config)
     state = config.get("chaos_dynamo_state")
     info = read_state(state)
-    return check_loopback_info(info, f"the state file {state_path(state)}")
+    return in_namespace(check_loopback_info(info, f"the state file {state_path(state)}"), config)
+
+
+def check_api_url(from_config: bool, value: object) -> str:
+    """The lab API URL as given, if it is an ``http://HOST:PORT`` URL; ConfigError naming where
+    it came from otherwise (a typo would else read as "no lab answers")."""
+    field = "chaos_dynamo_api" if from_config else "$CHAOS_DYNAMO_API"
+    fix = "give the lab's API URL, e.g. http://127.0.0.1:PORT (`chaos-dynamo lab env` prints it)"
+    if not isinstance(value, str):
+        raise ConfigError(field, f"{value!r} is not a URL", fix)
+    try:
+        parsed = urlparse(value)
+        port = parsed.port  # raises on a port out of range
+    except ValueError as exc:
+        raise ConfigError(field, f"{value!r} is not a URL ({exc})", fix) from None
+    if parsed.scheme != "http" or not parsed.hostname or port is None:
+        raise ConfigError(field, f"{value!r} is not an http://HOST:PORT URL", fix)
+    return value
+
+
+def namespace_of(configuration: Configuration = None) -> str:
+    """The namespace an activity acts in: configuration ``chaos_dynamo_namespace`` when it has
+    the key ("" there means the lab's own parts, whatever the environment says), else
+    ``$CHAOS_DYNAMO_NAMESPACE``, else "" (docs/namespaces.md).
+
+    Raises:
+        ConfigError: the configured value is not a string.
+    """
+    config = dict(configuration or {})
+    if NAMESPACE_KEY in config:
+        value = config[NAMESPACE_KEY]
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise ConfigError(NAMESPACE_KEY, f"{value!r} is not a namespace name",
+                              "give the namespace's name in quotes, or \"\" for the lab's own parts")
+        return value.strip()
+    return os.environ.get(NAMESPACE_ENV, "").strip()
+
+
+def in_namespace(info: LabInfo, configuration: Configuration = None) -> LabInfo:
+    """``info`` narrowed to the configured namespace (:func:`namespace_of`), if any.
+
+    Raises:
+        ConfigError: the namespace is not one of the lab's (the error lists them).
+    """
+    name = namespace_of(configuration)
+    return info.scoped(name) if name else info
 
 
 def check_loopback_info(info: LabInfo, source: str) -> LabInfo:
@@ -119,7 +171,9 @@ def wait_insync(client: Any, change_id: str, timeout: float, clock: Clock = REAL
 
 
 def http_json(url: str, body: Any = None, timeout: float = 10.0) -> Any:
-    """POST (with a body) or GET JSON from the lab's control API."""
+    """POST (with a body) or GET JSON from the lab's control API (a dry run POSTs nothing)."""
+    if body is not None and dryrun.active():
+        return dryrun.lab_post(url, body)
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET",
                                      headers={"Content-Type": "application/json"})
@@ -128,6 +182,20 @@ def http_json(url: str, body: Any = None, timeout: float = 10.0) -> Any:
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")
-        raise LabError(f"lab API {url} answered {exc.code}: {detail}") from None
+        raise refusal(exc.code, detail) or LabError(f"lab API {url} answered {exc.code}: {detail}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise LabError(f"lab API {url} unreachable: {exc}") from None
+
+
+def refusal(status: int, raw: str) -> ConfigError | None:
+    """The ConfigError a lab's 400 answer carries (``{"field", "problem", "fix"}``), so a bad
+    argument reads the same whether the activity or the lab checked it; None for any other answer."""
+    try:
+        answer = json.loads(raw)
+    except json.JSONDecodeError:
+        return None
+    if status != 400 or not isinstance(answer, dict) or not answer.get("field"):
+        return None
+    field, message = str(answer["field"]), str(answer.get("error", raw))
+    problem = answer.get("problem") or message.removeprefix(f"{field}: ")
+    return ConfigError(field, str(problem), str(answer.get("fix") or ""))

@@ -7,7 +7,13 @@ rollback: the newest plan from the plan store is written back and the alias repo
 ``empty_endpoint_for`` is the outage of a given length: empty, hold, restore, whatever
 interrupts the hold.
 
-Both act only on a lab at a loopback address (``_lab.lab_info`` checks it).
+They act on the lab (found as every activity finds it; ``_lab.lab_info`` checks its addresses
+are loopback) unless the configuration names a real AWS target (``chaos_dynamo_aws_target``,
+see :mod:`chaos_dynamo.safety.target`). Before its first call each passes the safety guard
+(:func:`chaos_dynamo.safety.guard.require_allowed`): anything but the lab or a loopback
+endpoint is refused unless the experiment's allow-list names the account, region and hosted
+zone. In a dry run (:mod:`chaos_dynamo.safety.dryrun`) the change batches are printed, not
+sent, and waits and holds are skipped. See docs/safety.md.
 """
 
 # No `from __future__ import annotations`: Chaos Toolkit discovery reads the real types.
@@ -21,7 +27,9 @@ from chaos_dynamo.errors import ConfigError, LabError
 from chaos_dynamo.lbfleet import actions as lb_actions
 from chaos_dynamo.plans import delete_changes, generation_of_tree, upsert_changes
 from chaos_dynamo.planstore import PlanStore
-from chaos_dynamo.route53.backend import make_client
+from chaos_dynamo.safety import dryrun
+from chaos_dynamo.safety.guard import Clearance, require_allowed
+from chaos_dynamo.safety.target import RecordTarget, record_target
 
 __all__ = ["empty_endpoint", "restore_endpoint", "empty_endpoint_for"]
 
@@ -35,37 +43,51 @@ def _check_timeout(timeout: float) -> float:
     return float(timeout)
 
 
+def _check_wait(wait: bool) -> bool:
+    if not isinstance(wait, bool):  # "no" would be truthy: refuse it rather than wait
+        raise ConfigError("wait", f"{wait!r} is not true/false", "use true or false")
+    return wait
+
+
 def empty_endpoint(endpoint: str = "", wait: bool = True, timeout: float = 30.0, *,
                    configuration: dict[str, Any] | None = None,
                    secrets: dict[str, Any] | None = None) -> JsonDict:
     """Delete the endpoint's active plan tree, leaving its alias answering no addresses.
 
     Args:
-        endpoint: the endpoint name; empty means the lab's primary DynamoDB endpoint.
+        endpoint: the endpoint name; empty means the primary one (the lab's, or the first of
+            ``chaos_dynamo_aws_target.endpoints``).
         wait: return only once the lab DNS answers from the change (INSYNC).
         timeout: seconds to wait for INSYNC.
 
     Returns:
-        ``{"endpoint", "trees", "deleted_records", "change_id"}``.
+        ``{"endpoint", "trees", "deleted_records", "change_id", "safety", "dry_run"}``; ``safety``
+        says what allowed the change (docs/safety.md).
     """
-    timeout = _check_timeout(timeout)
-    info = _lab.lab_info(configuration)  # refuses a lab whose addresses are not loopback
-    ep = info.endpoint(endpoint)
-    client = _lab.route53(info)
+    timeout, wait = _check_timeout(timeout), _check_wait(wait)
+    target = record_target(configuration)  # the lab, or chaos_dynamo_aws_target; nothing sent yet
+    ep = target.endpoint(endpoint)
+    client = target.route53
+    clearance = require_allowed("empty_endpoint", kind=target.kind_for(client), where=target.where(client),
+                                region=target.region, configuration=configuration, sts=target.sts,
+                                hosted_zones=[ep.zone_id])
+    dry = dryrun.active(configuration)
     aliases = [r for r in _lab.records_at(client, ep.zone_id, ep.name) if r.alias is not None]
     trees = sorted({r.alias.dns_name for r in aliases if r.alias is not None})
     doomed = [record for tree in trees for record in _lab.records_at(client, ep.zone_id, tree)]
     if not doomed:
         _lab.logger.info("endpoint %s has no plan records to delete; already empty", ep.name)
-        return {"endpoint": ep.name, "trees": trees, "deleted_records": 0, "change_id": None}
+        return {"endpoint": ep.name, "trees": trees, "deleted_records": 0, "change_id": None,
+                "safety": clearance.as_dict(), "dry_run": dry}
     change_id = _lab.change(client, ep, delete_changes(doomed),
                             f"chaos-dynamo: empty {ep.name} (delete active plan tree)")
-    if wait and not _lab.wait_insync(client, change_id, timeout):
+    if wait and not dry and not _lab.wait_insync(client, change_id, timeout):
         raise LabError(f"change {change_id} did not reach INSYNC within {timeout} s")
     generations = [generation_of_tree(t) for t in trees]
-    _lab.logger.info("emptied %s: deleted %d records of plan tree(s) %s", ep.name, len(doomed), trees)
+    _lab.logger.info("%s %s: %s %d records of plan tree(s) %s", "dry run: would empty" if dry else "emptied",
+                     ep.name, "would delete" if dry else "deleted", len(doomed), trees)
     return {"endpoint": ep.name, "trees": trees, "generations": generations,
-            "deleted_records": len(doomed), "change_id": change_id}
+            "deleted_records": len(doomed), "change_id": change_id, "safety": clearance.as_dict(), "dry_run": dry}
 
 
 def restore_endpoint(endpoint: str = "", wait: bool = True, timeout: float = 30.0, *,
@@ -76,33 +98,45 @@ def restore_endpoint(endpoint: str = "", wait: bool = True, timeout: float = 30.
     Idempotent (UPSERTs only), so it is safe as a rollback whatever state the run left.
 
     Args:
-        endpoint: the endpoint name; empty means every endpoint of the lab.
+        endpoint: the endpoint name; empty means every endpoint of the lab (or of the target).
         wait: return only once the lab DNS answers from the change (INSYNC).
         timeout: seconds to wait for INSYNC.
 
     Returns:
-        ``{"generation", "endpoints", "change_ids"}``.
+        ``{"generation", "endpoints", "change_ids", "safety", "dry_run"}``.
     """
-    timeout = _check_timeout(timeout)
-    info = _lab.lab_info(configuration)  # refuses a lab whose addresses are not loopback
-    store = PlanStore(make_client("dynamodb", info.api_url, info.region), info.plan_table)
-    plan = store.newest()
+    timeout, wait = _check_timeout(timeout), _check_wait(wait)
+    target = record_target(configuration)  # the lab, or chaos_dynamo_aws_target; nothing sent yet
+    targets = [target.endpoint(endpoint)] if endpoint else list(target.endpoints)
+    client = target.route53
+    clearance = _clear("restore_endpoint", target, [ep.zone_id for ep in targets], configuration)
+    dry = dryrun.active(configuration)
+    plan = PlanStore(target.dynamodb, target.plan_table).newest()
     if plan is None:
-        raise LabError(f"the plan table {info.plan_table!r} holds no plan to restore; "
+        raise LabError(f"the plan table {target.plan_table!r} holds no plan to restore; "
                        "restart the lab to write the initial plan")
-    targets = [info.endpoint(endpoint)] if endpoint else list(info.endpoints)
-    client = _lab.route53(info)
     change_ids = []
     for ep in targets:
-        records = initial_records(plan, Endpoint(ep.name, ep.zone_id, ep.ipv6), info.record_ttl)
+        records = initial_records(plan, Endpoint(ep.name, ep.zone_id, ep.ipv6), target.record_ttl)
         change_ids.append(_lab.change(client, ep, upsert_changes(records),
                                       f"chaos-dynamo: restore {ep.name} to plan {plan.generation}"))
-    if wait:
+    if wait and not dry:
         for change_id in change_ids:
             if not _lab.wait_insync(client, change_id, timeout):
                 raise LabError(f"change {change_id} did not reach INSYNC within {timeout} s")
-    _lab.logger.info("restored %s to plan %d", [e.name for e in targets], plan.generation)
-    return {"generation": plan.generation, "endpoints": [e.name for e in targets], "change_ids": change_ids}
+    _lab.logger.info("%s %s to plan %d", "dry run: would restore" if dry else "restored", [e.name for e in targets],
+                     plan.generation)
+    return {"generation": plan.generation, "endpoints": [e.name for e in targets], "change_ids": change_ids,
+            "safety": clearance.as_dict(), "dry_run": dry}
+
+
+def _clear(activity: str, target: RecordTarget, zones: list[str],
+           configuration: dict[str, Any] | None) -> Clearance:
+    """The guard, for an activity that uses both of the target's clients (unique zones, in order)."""
+    clients = (target.route53, target.dynamodb)
+    return require_allowed(activity, kind=target.kind_for(*clients), where=target.where(*clients),
+                           region=target.region, configuration=configuration, sts=target.sts,
+                           hosted_zones=list(dict.fromkeys(zones)))
 
 
 def empty_endpoint_for(seconds: float, endpoint: str = "", close_connections: bool = True, *,
@@ -117,7 +151,8 @@ def empty_endpoint_for(seconds: float, endpoint: str = "", close_connections: bo
 
     Args:
         seconds: how long the endpoint stays empty, 0 < seconds <= 3600.
-        endpoint: the endpoint name; empty means the lab's primary DynamoDB endpoint.
+        endpoint: the endpoint name; empty means the primary one (the lab's, or the first of
+            ``chaos_dynamo_aws_target.endpoints``).
         close_connections: close the LBs' client connections once the name is empty.
 
     Returns:
@@ -132,17 +167,21 @@ def empty_endpoint_for(seconds: float, endpoint: str = "", close_connections: bo
     if not isinstance(close_connections, bool):
         raise ConfigError("close_connections", f"{close_connections!r} is not true/false", "use true or false")
     clock = _clock
-    ep = _lab.lab_info(configuration).endpoint(endpoint)  # an unknown endpoint changes nothing
+    target = record_target(configuration)
+    ep = target.endpoint(endpoint)  # an unknown endpoint changes nothing
+    _clear("empty_endpoint_for", target, [ep.zone_id], configuration)  # refused: not even the empty runs
+    dry = dryrun.active(configuration)
     closed: dict[str, Any] = {}
     try:
         empty_endpoint(ep.name, configuration=configuration)
         emptied_at = clock.now()
-        if close_connections:
+        if close_connections and target.lab is not None:  # outside the lab there is no LB fleet of ours
             closed = lb_actions.close_connections(configuration=configuration)
-        clock.sleep(max(0.0, emptied_at + seconds - clock.now()))
+        if not dry:
+            clock.sleep(max(0.0, emptied_at + seconds - clock.now()))
     finally:
         restore_endpoint(ep.name, configuration=configuration)
     restored_at = clock.now()
     _lab.logger.info("%s was empty for %.1f s", ep.name, restored_at - emptied_at)
     return {"endpoint": ep.name, "emptied_at": emptied_at, "restored_at": restored_at,
-            "seconds": float(seconds), "closed_connections": closed}
+            "seconds": float(seconds), "closed_connections": closed, "dry_run": dry}
