@@ -98,3 +98,24 @@ def test_failover_experiment_session(failover_session: Session) -> None:
     assert int(numbers.group(1)) > 3 and float(numbers.group(2)) < 0.6 and int(numbers.group(3)) >= 1
     assert "lab stopped" in result.stdout
     assert not (result.workdir / "lab.json").exists()
+
+
+def test_safety_session(tmp_path: Path) -> None:
+    """The safety section's session as written: a lab with two namespaces, a dry run that
+    prints the batches and sends none, the doctor finding nothing, the lab's digest."""
+    (tmp_path / "experiments").symlink_to(ROOT / "experiments")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CHAOS_DYNAMO_"))}
+    env |= {"PATH": f"{BIN}:{env.get('PATH', '')}", "CHAOS_DYNAMO_STATE": str(tmp_path / "lab.json")}
+    script = "set -euo pipefail\ntrap 'chaos-dynamo lab down >/dev/null 2>&1 || true' EXIT\n" + readme_snippet("safety")
+    result = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "team-a" in result.stdout and "team-b" in result.stdout  # lab up's namespace lines
+    batches = [line for line in result.stdout.splitlines()
+               if line.startswith("chaos-dynamo dry-run: route53 ChangeResourceRecordSets")]
+    assert len(batches) == 4  # the empty (one endpoint), the restore (three endpoints)
+    assert "nothing was sent" in result.stdout
+    assert "doctor: nothing left over" in result.stdout
+    assert re.search(r"^[0-9a-f]{64}$", result.stdout, re.M)  # lab digest
+    assert "lab stopped" in result.stdout
+    assert not (tmp_path / "lab.json").exists()
