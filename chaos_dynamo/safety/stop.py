@@ -62,7 +62,7 @@ from chaos_dynamo.errors import ConfigError
 
 __all__ = [
     "NAME", "Check", "Checker", "StopConditions", "after_experiment_control", "after_method_control",
-    "before_activity_control", "before_experiment_control", "before_hypothesis_control",
+    "after_activity_control", "before_activity_control", "before_experiment_control", "before_hypothesis_control",
     "before_method_control", "before_rollback_control", "check_guard", "cleanup_control",
     "configure_control", "parse", "stopped_by", "validate_control",
 ]
@@ -78,6 +78,10 @@ MIN_INTERVAL = 0.05
 MAX_INTERVAL = 3600.0
 STOP_JOIN_TIMEOUT = 5.0
 """Seconds ``after_method_control`` waits for a check in progress before moving on."""
+RESIGNAL_INTERVAL = 1.0
+"""Seconds after which the interrupt is sent again while the activity it was sent to runs on."""
+RESIGNAL_LIMIT = 30
+"""How many times at most the interrupt is sent again."""
 
 _clock: Clock = REAL_CLOCK
 """What the checks' timestamps are read from; tests replace it (``monkeypatch``)."""
@@ -346,6 +350,8 @@ class _Run:
     event_registry: Any = None
     rounds: int = 0
     checks: int = 0
+    activities_started: int = 0  # of the method, by before/after_activity_control
+    activities_ended: int = 0
 
     def fire(self, check: Check) -> None:
         """A guard failed: record it; during the method, say it and interrupt the method."""
@@ -360,6 +366,30 @@ class _Run:
         if not self.signalled:
             logger.warning("stop conditions: chaoslib's exit signal handler is not installed; the method "
                            "stops before its next activity")
+        elif self.activities_ended < self.activities_started:
+            threading.Thread(target=self.keep_interrupting, args=(self.activities_started,),
+                             name="chaos-dynamo-stop-resignal", daemon=True).start()
+
+    def keep_interrupting(self, activity: int, wait: Callable[[float], bool] | None = None) -> int:
+        """Send the interrupt again while the method's activity number ``activity`` runs on.
+
+        Python drops an exception a signal handler raises while the main thread is inside a
+        garbage-collection callback ("Exception ignored in ..."), so chaoslib's SystemExit can
+        be lost and a long hold would go on. Once that activity has ended (chaoslib calls
+        ``after_activity_control`` in a ``finally``) or the method is over, nothing more is
+        sent; a later activity is refused by ``before_activity_control``. Returns how many
+        times it sent the interrupt again.
+        """
+        pause = wait or threading.Event().wait
+        sent = 0
+        while sent < RESIGNAL_LIMIT:
+            pause(RESIGNAL_INTERVAL)
+            if not self.in_method or self.activities_ended >= activity:
+                break
+            logger.warning("stop conditions: the method's activity is still running; interrupting it again")
+            _interrupt()
+            sent += 1
+        return sent
 
 
 _current: _Run | None = None
@@ -458,10 +488,21 @@ def after_method_control(context: dict[str, Any], **arguments: Any) -> None:
 
 
 def before_activity_control(context: dict[str, Any], **arguments: Any) -> None:
-    """Without chaoslib's signal handler, a fired guard refuses the method's next activity."""
+    """Once a guard fired, the method's next activity is refused (without chaoslib's signal
+    handler, or when its interrupt was lost and the activity it hit ended by itself)."""
     run = _run_state()
-    if run.in_method and run.fired is not None and not run.signalled:
+    if not run.in_method:
+        return
+    if run.fired is not None:
         raise InterruptExecution(f"stop condition {run.fired.name} fired: {run.fired.describe()}")
+    run.activities_started += 1
+
+
+def after_activity_control(context: dict[str, Any], **arguments: Any) -> None:
+    """A method activity ended (chaoslib calls this in a ``finally``, interrupted or not)."""
+    run = _run_state()
+    if run.in_method:
+        run.activities_ended += 1
 
 
 def before_rollback_control(context: dict[str, Any], **arguments: Any) -> None:

@@ -31,10 +31,16 @@ GUARD_OK = threading.Event()
 """The guard's value: set means healthy."""
 HOLDING = threading.Event()
 """Set by :func:`hold` once it holds."""
+CHECKED_TWICE = threading.Event()
+"""Set by the guard's second check: with a check before the method, one during it."""
 LOG: list[str] = []
+GUARD_CHECKS: list[bool] = []
 
 
 def guard_ok() -> bool:
+    GUARD_CHECKS.append(GUARD_OK.is_set())
+    if len(GUARD_CHECKS) >= 2:
+        CHECKED_TWICE.set()
     return GUARD_OK.is_set()
 
 
@@ -56,6 +62,12 @@ def hold(seconds: float = 30.0) -> str:
     return "held"
 
 
+def hold_until_checked_twice(seconds: float = 60.0) -> str:
+    """A hold that ends once the guard was checked a second time (during it), not after a
+    fixed time that a busy machine's checker thread might not get a turn in."""
+    return "held" if CHECKED_TWICE.wait(seconds) else "the guard was not checked during the hold"
+
+
 def undo() -> str:
     LOG.append("rollback")
     return "undone"
@@ -65,7 +77,9 @@ def undo() -> str:
 def fresh() -> Iterator[None]:
     GUARD_OK.set()
     HOLDING.clear()
+    CHECKED_TWICE.clear()
     LOG.clear()
+    GUARD_CHECKS.clear()
     stop.cleanup_control()
     yield
     stop.cleanup_control()
@@ -409,12 +423,14 @@ def test_chaoslib_run_is_interrupted_mid_hold_and_rolled_back_once(strategy: str
 
 def test_chaoslib_run_with_a_guard_that_never_fails_completes_as_without_it() -> None:
     quick = copy.deepcopy(EXPERIMENT)
-    quick["method"][0]["provider"]["arguments"]["seconds"] = 0.3
+    quick["method"][0]["provider"].update(func="hold_until_checked_twice", arguments={})
     from chaoslib.experiment import run_experiment
 
     guarded = experiment_with_guard()
     guarded["method"] = quick["method"]
     with_guard = run_experiment(guarded)
+    assert len(GUARD_CHECKS) >= 2
+    CHECKED_TWICE.set()  # no guard checks the run without one: its hold ends at once
     without = run_experiment(quick)
     for result in (with_guard, without):
         assert result["status"] == "completed"
@@ -476,3 +492,42 @@ def test_a_report_reads_a_stopped_journal_as_failed_not_ctrl_c(tmp_path: Path) -
     path = tmp_path / "journal.json"
     path.write_text(json.dumps(stopped_journal()))
     assert verdict_from_journal(path, stopped_journal()).status == "failed"
+
+
+# --- a lost interrupt is sent again ----------------------------------------------------------
+
+def test_a_lost_interrupt_is_sent_again_until_the_activity_it_hit_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python drops a signal handler's exception raised inside a gc callback: the hold the
+    guard interrupted goes on, so the interrupt is sent again until that activity ends."""
+    sent: list[int] = []
+    monkeypatch.setattr(stop, "_interrupt", lambda: sent.append(1) or True)
+    run = stop._Run(in_method=True, activities_started=1, activities_ended=0)
+    waits = 0
+
+    def wait(seconds: float) -> bool:
+        nonlocal waits
+        waits += 1
+        if waits == 3:  # the third re-send lands: chaoslib ends the activity
+            run.activities_ended = 1
+        return False
+
+    assert run.keep_interrupting(1, wait=wait) == 2
+    assert len(sent) == 2
+
+
+def test_nothing_is_sent_again_once_the_method_is_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[int] = []
+    monkeypatch.setattr(stop, "_interrupt", lambda: sent.append(1) or True)
+    run = stop._Run(in_method=False, activities_started=1, activities_ended=0)
+    assert run.keep_interrupting(1, wait=lambda s: False) == 0
+    run = stop._Run(in_method=True, activities_started=1, activities_ended=0)
+    assert run.keep_interrupting(1, wait=lambda s: False) == stop.RESIGNAL_LIMIT  # bounded
+    assert not sent[stop.RESIGNAL_LIMIT:]
+
+
+def test_after_a_guard_fired_the_next_method_activity_is_refused_even_if_signalled() -> None:
+    stop._current = stop._Run(in_method=True, signalled=True,
+                              fired=Check("g", True, False, False))
+    with pytest.raises(InterruptExecution, match="stop condition g fired"):
+        stop.before_activity_control({})
+    stop._current = None
