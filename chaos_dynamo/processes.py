@@ -26,8 +26,8 @@ from typing import Any
 
 from chaos_dynamo.clock import REAL_CLOCK, Clock, wait_until
 
-__all__ = ["KILL_WAIT", "ProcessInfo", "Socket", "all_processes", "group_members", "has_proc",
-           "listening_sockets", "read_process", "stop_process_group", "stop_processes"]
+__all__ = ["KILL_WAIT", "ProcessInfo", "Socket", "all_processes", "group_members", "has_exited", "has_proc",
+           "listening_sockets", "read_process", "stop_process_group", "stop_processes", "wait_exited"]
 
 KILL_WAIT = 5.0
 """Seconds to wait for a child to be reaped after SIGKILL before giving up on it."""
@@ -58,6 +58,36 @@ def _signal_group(process: subprocess.Popen[Any], signum: int) -> None:
     except ProcessLookupError:
         if process.poll() is None:
             process.send_signal(signum)
+
+
+def has_exited(process: subprocess.Popen[Any]) -> bool:
+    """Whether ``process`` (a child of this process) has exited, without reaping it.
+
+    Until it is reaped (``process.wait()``) its pid stays taken, and with it the number of
+    the process group it led: what is in that group then is its own, never a new session
+    that got the number. Where ``os.waitid`` is missing this reaps (``poll``).
+    """
+    if process.returncode is not None:
+        return True
+    if not hasattr(os, "waitid"):
+        return process.poll() is not None
+    try:
+        return os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # reaped already, not through ``process``
+        return True
+
+
+def wait_exited(process: subprocess.Popen[Any]) -> None:
+    """Block until ``process`` has exited, without reaping it (:func:`has_exited`)."""
+    if process.returncode is not None:
+        return
+    if not hasattr(os, "waitid"):
+        process.wait()
+        return
+    try:
+        os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)
+    except ChildProcessError:
+        pass
 
 
 # --- reading /proc --------------------------------------------------------------------------

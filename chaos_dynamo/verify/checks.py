@@ -20,9 +20,10 @@ from typing import Any
 
 from chaos_dynamo.errors import ConfigError
 
-__all__ = ["check_experiment"]
+__all__ = ["EXTENSION", "check_experiment"]
 
 EXTENSION = "chaos-dynamo"
+"""The name of chaos-dynamo's entry in an experiment's ``extensions`` (the one definition)."""
 _CONTEXT_ARGUMENTS = ("configuration", "secrets")
 """Arguments chaoslib passes itself; an experiment never lists them."""
 

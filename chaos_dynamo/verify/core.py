@@ -196,7 +196,9 @@ def _run_alone(spec: ExperimentSpec, journal_dir: Path, seed: int | None, interr
 
 def _run_batch(specs: Sequence[ExperimentSpec], info: LabInfo, state: Path, journal_dir: Path,
                interrupt: Interrupt, progress: Progress) -> list[Outcome]:
-    """Experiments side by side on the shared lab; one safety check after all of them."""
+    """Experiments side by side on the shared lab; one safety check after all of them. One whose
+    namespace the lab lacks is an error of its own (:func:`~chaos_dynamo.runner.execute`); the
+    others run."""
     started, t0 = REAL_CLOCK.now(), REAL_CLOCK.monotonic()
     for spec in specs:
         progress.started(spec, "shared lab" if len(specs) == 1 else f"shared lab, batch of {len(specs)}")
@@ -215,7 +217,7 @@ def _run_batch(specs: Sequence[ExperimentSpec], info: LabInfo, state: Path, jour
 
 
 def _planned(spec: ExperimentSpec, journal_dir: Path) -> Planned:
-    return Planned(spec.path, journal_dir / f"{spec.stem}.json", spec.expect, spec.title)
+    return Planned(spec.path, journal_dir / f"{spec.stem}.json", spec.expect, spec.title, spec.namespace)
 
 
 def _outcome(spec: ExperimentSpec, result: RunResult, started: float, duration: float) -> Outcome:

@@ -22,17 +22,15 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chaos_dynamo.config import check_namespace_name
 from chaos_dynamo.errors import ConfigError
-from chaos_dynamo.verify.checks import check_experiment
+from chaos_dynamo.lab.state import configured_namespace
+from chaos_dynamo.verify.checks import EXTENSION, check_experiment
 
-EXTENSION = "chaos-dynamo"
 EXPECTATIONS = ("deviate", "hold")
 KEYS = ("name", "expect", "deviates", "namespaces")
 
@@ -142,8 +140,6 @@ def namespaces(experiment: dict[str, Any]) -> frozenset[str] | None:
     return frozenset(v.strip() for v in value)
 
 
-NAMESPACE_KEY = "chaos_dynamo_namespace"
-NAMESPACE_ENV = "CHAOS_DYNAMO_NAMESPACE"
 NAMESPACE_SCOPE = "namespace:"
 """The scope of an experiment in lab namespace N is ``namespace:N``."""
 
@@ -151,38 +147,13 @@ NAMESPACE_SCOPE = "namespace:"
 def lab_namespace(experiment: dict[str, Any], environ: Mapping[str, str] | None = None) -> str:
     """The lab namespace the experiment's activities will act in, as they will see it: the
     configuration's ``chaos_dynamo_namespace`` (a string, or ``{"type": "env", "key": K,
-    "default": D}``), else ``$CHAOS_DYNAMO_NAMESPACE``; "" for the lab's own parts.
+    "default": D}``), else ``$CHAOS_DYNAMO_NAMESPACE``; "" for the lab's own parts. The
+    lookup activities make (:func:`chaos_dynamo.lab.state.configured_namespace`).
 
     Raises:
         ConfigError: the value is neither, or not a namespace name.
     """
-    env = os.environ if environ is None else environ
-    field_name = f"configuration.{NAMESPACE_KEY}"
-    configuration = experiment.get("configuration") or {}
-    if not isinstance(configuration, dict) or NAMESPACE_KEY not in configuration:
-        value: Any = env.get(NAMESPACE_ENV, "")
-        field_name = f"${NAMESPACE_ENV}"
-    else:
-        value = configuration[NAMESPACE_KEY]
-        if isinstance(value, dict) and value.get("type") == "env" and isinstance(value.get("key"), str):
-            value = env.get(value["key"], value.get("default", ""))
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise ConfigError(field_name, f"{value!r} is not a namespace name",
-                          "give the name in quotes, an {\"type\": \"env\", \"key\": ...} entry, or \"\" "
-                          "for the lab's own parts")
-    name = value.strip()
-    return check_namespace_name(field_name, name) if name else ""
-
-
-def run_namespace(path: Path, environ: Mapping[str, str] | None = None) -> str:
-    """The lab namespace of the experiment at ``path``; "" when it names none, or cannot be
-    read (then none of its activities could act in a namespace)."""
-    try:
-        return lab_namespace(load_experiment(path), environ)
-    except ConfigError:
-        return ""
+    return configured_namespace(experiment.get("configuration"), environ, where="configuration.")
 
 
 def scope(experiment: dict[str, Any], environ: Mapping[str, str] | None = None) -> frozenset[str] | None:

@@ -196,8 +196,8 @@ def test_dns_query_counts_are_per_namespace(ns_lab: Lab, info: LabInfo) -> None:
     asked = {A: 4, B: 6}
     for name, times in asked.items():
         endpoint = info.scoped(name).primary_endpoint.name
-        for _ in range(times):
-            assert query(info.dns, endpoint, "A", timeout=2.0, retries=2).addresses
+        for _ in range(times):  # over TCP, no retry: each query reaches the lab DNS, and its log, once
+            assert query(info.dns, endpoint, "A", timeout=30.0, tcp=True, retries=0).addresses
     for name, times in asked.items():
         assert dns_query_count("", since, configuration=in_ns(info, name)) == times
     other = info.scoped(B).primary_endpoint.name
@@ -265,3 +265,65 @@ def _epoch(text: str) -> float:
     """A journal's time stamp (ISO, UTC when it names no zone) in seconds since the epoch."""
     stamp = datetime.fromisoformat(text)
     return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
+
+
+# --- a namespace the lab lacks, and `chaos-dynamo run` without a lab ------------------------------
+
+def resolves_in(namespace: str) -> dict[str, Any]:
+    """A read-only experiment in ``namespace``: its endpoint resolves, before, during and after."""
+    resolves = {"type": "probe", "name": "endpoint-resolves", "tolerance": {"type": "range", "range": [1, 1000]},
+                "provider": {"type": "python", "module": "chaos_dynamo.endpoint.probes",
+                             "func": "endpoint_addresses", "arguments": {"endpoint": ""}}}
+    return {"version": "1.0.0", "title": f"{namespace} resolves", "description": "read-only",
+            "configuration": {"chaos_dynamo_namespace": namespace},
+            "steady-state-hypothesis": {"title": "it resolves", "probes": [resolves]},
+            "method": [dict(resolves, name="still-resolves")]}
+
+
+def test_an_unknown_namespace_is_an_error_of_its_own_and_its_batch_partner_runs(
+        info: LabInfo, state: Path, tmp_path: Path) -> None:
+    """One experiment in team-a, one in team-c (not a namespace of this lab): their scopes are
+    disjoint, so they are one batch; the team-a one runs and passes, the other is reported
+    without running, naming chaos_dynamo_namespace."""
+    from chaos_dynamo.runner import Interrupt
+    from chaos_dynamo.verify.core import Progress, verify_all
+    from chaos_dynamo.verify.experiments import inspect
+
+    paths = [tmp_path / "in-team-a.json", tmp_path / "in-team-c.json"]
+    for path, namespace in zip(paths, (A, "team-c"), strict=True):
+        path.write_text(json.dumps(resolves_in(namespace)))
+    specs = [inspect(path) for path in paths]
+    said: list[str] = []
+    journals = tmp_path / "journals"
+    journals.mkdir()
+    (journals / "in-team-c.json").write_text("{}")  # an earlier run's journal is not this run's
+    ok, bad = verify_all(specs, journal_dir=journals, jobs=2, shared=info, state_file=str(state),
+                         interrupt=Interrupt(), progress=Progress(specs, said.append))
+    assert sum("started (shared lab, batch of 2)" in line for line in said) == 2, said
+    assert ok.status == "passed", (ok.headline, ok.lines)
+    assert ok.journal is not None and json.loads(ok.journal.read_text())["status"] == "completed"
+    assert bad.status == "error", (bad.headline, bad.lines)
+    assert "chaos_dynamo_namespace: 'team-c' is not a namespace of the lab; use one of ['team-a', 'team-b']" \
+        in bad.headline
+    assert bad.journal is None and not (journals / "in-team-c.json").exists(), "it did not run"
+
+
+def test_run_without_a_lab_starts_one_with_the_experiment_s_namespace(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`chaos-dynamo run` of an experiment in team-a with no lab running: the lab it starts for
+    the run has team-a, and the run holds."""
+    from chaos_dynamo import runner
+
+    experiment = tmp_path / "in-team-a.json"
+    experiment.write_text(json.dumps(resolves_in(A)))
+    state = tmp_path / "none-running" / "lab.json"
+    for key in [k for k in os.environ if k.startswith("CHAOS_DYNAMO_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("CHAOS_DYNAMO_STATE", str(state))  # no lab there: the run starts one
+    monkeypatch.setattr(runner, "isolate_from_aws", lambda: None)  # leave this test process's environment
+    code = runner.run_experiment(experiment, journal=tmp_path / "journal.json")
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "starting a lab for this run" in out and "verdict: HELD" in out
+    assert f"timeline of dynamodb.{A}.lab.internal:" in out, "the run's activities acted in team-a"
+    assert not state.exists(), "the lab started for the run is gone"

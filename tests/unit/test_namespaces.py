@@ -193,6 +193,58 @@ def test_lab_info_takes_the_namespace_from_configuration_then_environment(monkey
         _lab.lab_info(state | {"chaos_dynamo_namespace": 3})
 
 
+NAMESPACE_CASES: list[tuple[Any, dict[str, str], str]] = [
+    # (the configuration's chaos_dynamo_namespace, or "absent"; the environment; the namespace or the error's field)
+    ("team-a", {}, "team-a"),
+    (" team-a ", {"CHAOS_DYNAMO_NAMESPACE": "team-b"}, "team-a"),
+    ("", {"CHAOS_DYNAMO_NAMESPACE": "team-b"}, ""),
+    (None, {"CHAOS_DYNAMO_NAMESPACE": "team-b"}, ""),
+    ("absent", {"CHAOS_DYNAMO_NAMESPACE": "team-b"}, "team-b"),
+    ("absent", {}, ""),
+    ({"type": "env", "key": "MY_NS", "default": "team-b"}, {}, "team-b"),
+    ({"type": "env", "key": "MY_NS", "default": "team-b"}, {"MY_NS": "team-c"}, "team-c"),
+    ("Team A", {}, "error:chaos_dynamo_namespace"),
+    (3, {}, "error:chaos_dynamo_namespace"),
+    ({"type": "env", "key": "MY_NS"}, {"MY_NS": "no_underscores"}, "error:chaos_dynamo_namespace"),
+    ("absent", {"CHAOS_DYNAMO_NAMESPACE": "Team B"}, "error:$CHAOS_DYNAMO_NAMESPACE"),
+]
+
+
+@pytest.mark.parametrize(("value", "environ", "expected"), NAMESPACE_CASES)
+def test_activities_and_verify_find_the_namespace_by_the_same_rules(
+        value: Any, environ: dict[str, str], expected: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One lookup (chaos_dynamo.lab.state.configured_namespace): an activity (namespace_of, its
+    configuration) and verify (lab_namespace, the experiment file) agree on every input, the
+    name's format and {"type": "env"} entries included; only verify's field says "configuration."."""
+    for key in ("CHAOS_DYNAMO_NAMESPACE", "MY_NS"):
+        monkeypatch.delenv(key, raising=False)
+    for key, v in environ.items():
+        monkeypatch.setenv(key, v)
+    configuration = {} if value == "absent" else {"chaos_dynamo_namespace": value}
+    lookups = [("", lambda: _lab.namespace_of(configuration)),
+               ("configuration.", lambda: lab_namespace({"method": [], "configuration": configuration}, environ))]
+    for where, lookup in lookups:
+        if expected.startswith("error:"):
+            with pytest.raises(ConfigError) as caught:
+                lookup()
+            field = expected.removeprefix("error:")
+            assert caught.value.field == (field if field.startswith("$") else where + field)
+        else:
+            assert lookup() == expected
+
+
+def test_the_namespace_names_are_defined_once() -> None:
+    from chaos_dynamo.lab import state
+    from chaos_dynamo.verify import checks, experiments
+
+    assert (state.NAMESPACE_KEY, state.NAMESPACE_ENV) == ("chaos_dynamo_namespace", "CHAOS_DYNAMO_NAMESPACE")
+    assert experiments.EXTENSION is checks.EXTENSION
+    for module in (_lab, experiments, checks):
+        source = Path(str(module.__file__)).read_text()
+        assert "= \"chaos_dynamo_namespace\"" not in source and "= \"CHAOS_DYNAMO_NAMESPACE\"" not in source
+    assert "EXTENSION = " not in Path(str(experiments.__file__)).read_text()
+
+
 # --- what a namespace's view scopes ------------------------------------------------------------
 
 
@@ -326,7 +378,7 @@ def test_different_namespaces_run_together_the_same_never(monkeypatch: pytest.Mo
 
 
 def test_inspect_reads_the_namespace_of_an_experiment_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from chaos_dynamo.verify.experiments import inspect, run_namespace
+    from chaos_dynamo.verify.experiments import inspect
 
     monkeypatch.delenv("CHAOS_DYNAMO_NAMESPACE", raising=False)
     path = tmp_path / "e.json"
@@ -336,7 +388,6 @@ def test_inspect_reads_the_namespace_of_an_experiment_file(tmp_path: Path, monke
                                     "func": "endpoint_answer", "arguments": {}}}]}))
     spec = inspect(path)
     assert spec.namespace == "team-a" and spec.namespaces == {"namespace:team-a"}
-    assert run_namespace(path) == "team-a" and run_namespace(tmp_path / "missing.json") == ""
 
 
 def test_lab_up_refuses_a_bad_namespaces_option_before_anything_starts(tmp_path: Path) -> None:

@@ -127,3 +127,55 @@ def test_stop_process_group_terminates_then_kills_what_ignores_it(tmp_path: Path
     done = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
     done.wait()
     assert stop_process_group(done, grace=1) == 0
+
+
+def test_chaos_s_group_is_listed_before_chaos_is_reaped_so_a_reused_number_is_never_signalled(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once chaos is reaped, the number of its (now empty) process group can go to a new session
+    leader; listing "the group" then would find that stranger and SIGTERM it. The runner lists
+    the group while chaos is still an unreaped zombie (its pid, and so the number, still taken).
+
+    The stand-in /proc: the group is empty while chaos's /proc entry is a zombie, and holds an
+    unrelated session leader once chaos is gone (the number reused)."""
+    from chaos_dynamo import processes
+    from chaos_dynamo.processes import ProcessInfo
+
+    listed_while: list[str] = []
+    signalled: list[list[ProcessInfo]] = []
+
+    def group_members(pgid: int, procs: object = None) -> list[ProcessInfo]:
+        try:
+            state = Path(f"/proc/{pgid}/stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            state = "gone"
+        listed_while.append(state)
+        return [] if state == "Z" else [ProcessInfo(pgid, 1, pgid, pgid, 10**12, ("stranger",))]
+
+    monkeypatch.setattr(processes, "group_members", group_members)
+    monkeypatch.setattr(processes, "stop_processes", lambda left, **kw: signalled.append(list(left)) or [])
+    assert run_chaos([sys.executable, "-c", "import sys; sys.exit(4)"], dict(os.environ), Interrupt()) == (4, False)
+    assert listed_while == ["Z"], "chaos's group must be listed while chaos is an unreaped zombie"
+    assert signalled == [], "a process that took the group's number after chaos was reaped was signalled"
+
+
+def test_a_run_stopped_by_an_error_while_waiting_stops_chaos_and_what_it_left(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error in the wait (here: the wait itself raising) still stops chaos's whole group."""
+    import chaos_dynamo.runner as runner
+    from chaos_dynamo.processes import read_process
+
+    pids = tmp_path / "pids"
+    script = ("import os, pathlib, subprocess, sys, time\n"
+              "child = subprocess.Popen(['sleep', '60'])\n"
+              f"pathlib.Path({str(pids)!r}).write_text(f'{{os.getpid()}} {{child.pid}}')\n"
+              "time.sleep(60)\n")
+
+    def broken_wait(process: subprocess.Popen[bytes], interrupt: Interrupt) -> tuple[bool, bool]:
+        assert wait_until(lambda: pids.exists() and " " in pids.read_text(), timeout=30, interval=0.01)
+        raise RuntimeError("the wait broke")
+
+    monkeypatch.setattr(runner, "_wait_for_chaos", broken_wait)
+    with pytest.raises(RuntimeError, match="the wait broke"):
+        run_chaos([sys.executable, "-c", script], dict(os.environ), Interrupt())
+    chaos_pid, sleep_pid = (int(p) for p in pids.read_text().split())
+    assert read_process(chaos_pid) is None and wait_until(lambda: read_process(sleep_pid) is None, timeout=10)
