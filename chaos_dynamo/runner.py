@@ -44,7 +44,7 @@ from typing import IO, Any
 import click
 
 from chaos_dynamo.clock import REAL_CLOCK, wait_until
-from chaos_dynamo.errors import LabError
+from chaos_dynamo.errors import ConfigError, LabError
 from chaos_dynamo.lab.doctor import RUN_PARENT_ENV
 from chaos_dynamo.lab.state import (
     LabInfo,
@@ -54,13 +54,12 @@ from chaos_dynamo.lab.state import (
     without_aws,
     write_state,
 )
-from chaos_dynamo.processes import stop_process_group
+from chaos_dynamo.processes import ProcessInfo, has_exited, stop_process_group, wait_exited
 from chaos_dynamo.verify.experiments import (
     EXPECTATIONS,
     expectation,
     load_experiment,
     must_deviate_on,
-    run_namespace,
 )
 from chaos_dynamo.verify.verdict import Safety, Verdict, clip, judge
 
@@ -80,6 +79,8 @@ EXIT_INTERRUPTED = 130
 """``chaos-dynamo run``'s exit code when a signal interrupted it (after the safety net ran)."""
 GROUP_STOP_GRACE = 5.0
 """Seconds what chaos left running in its process group gets between SIGTERM and SIGKILL."""
+EXIT_BAD_INPUT = 2
+"""The ``chaos_exit`` of a run refused for its own bad input (chaos did not run)."""
 
 
 def isolate_from_aws(environ: MutableMapping[str, str] = os.environ) -> None:
@@ -160,8 +161,10 @@ def running_lab(state_file: str | Path | None) -> LabInfo | None:
 
 
 @contextmanager
-def lab_for_run(state_file: str | None, seed: int | None) -> Iterator[tuple[LabInfo, bool]]:
-    """The running lab (from the state file), or a lab started in-process for this run."""
+def lab_for_run(state_file: str | None, seed: int | None,
+                namespaces: Sequence[str] = ()) -> Iterator[tuple[LabInfo, bool]]:
+    """The running lab (from the state file), or a lab started in-process for this run, with
+    ``namespaces`` (the experiment's lab namespace) as :func:`own_lab` starts them."""
     path = state_path(state_file)
     running = running_lab(state_file)
     if running is not None:
@@ -172,7 +175,7 @@ def lab_for_run(state_file: str | None, seed: int | None) -> Iterator[tuple[LabI
 
     click.echo("starting a lab for this run...")
     started = REAL_CLOCK.monotonic()
-    lab = Lab(load_topology(None, seed=seed))
+    lab = Lab(load_topology(None, seed=seed, namespaces=list(namespaces) or None))
     info = lab.start()
     click.echo(f"lab ready in {REAL_CLOCK.monotonic() - started:.2f} s "
                f"(API {info.api_url}, DNS {info.dns_host}:{info.dns_port})")
@@ -237,12 +240,23 @@ def own_lab(state: Path, seed: int | None, interrupt: Interrupt, timeout: float 
 
 @dataclass(frozen=True)
 class Planned:
-    """An experiment ready to run: where it is, what it expects, where its journal goes."""
+    """An experiment ready to run: where it is, what it expects, where its journal goes, and
+    the lab namespace its configuration names ("" for none; as
+    :attr:`ExperimentSpec.namespace <chaos_dynamo.verify.experiments.ExperimentSpec.namespace>`)."""
 
     path: Path
     journal: Path
     expect: str
     title: str = ""
+    namespace: str = ""
+
+    def view(self, info: LabInfo) -> LabInfo:
+        """The lab as the run's activities see it: its namespace's view, when it names one.
+
+        Raises:
+            ConfigError: the namespace is not one of the lab's (the error lists them).
+        """
+        return info.scoped(self.namespace) if self.namespace else info
 
     @property
     def log(self) -> Path:
@@ -276,7 +290,7 @@ class _ChaosRun:
 
 def execute(planned: Sequence[Planned], info: LabInfo, state: Path, *, interrupt: Interrupt,
             chaos_to_log: bool = False, announce: Callable[[str], None] | None = None,
-            stop_services: bool = False) -> list[RunResult]:
+            stop_services: bool = False, dry_run: bool = False) -> list[RunResult]:
     """Run the experiments at the same time on the lab ``info`` (state file ``state``), then
     check the lab once, restore it if it must, and judge each journal.
 
@@ -289,24 +303,37 @@ def execute(planned: Sequence[Planned], info: LabInfo, state: Path, *, interrupt
         announce: called with the chaos command line before each run.
         stop_services: also stop the services the runs started when they were not
             interrupted (for a lab about to stop).
+        dry_run: the runs sent nothing; the lab is not checked or repaired afterwards.
     """
     before = _services_marks(state)
     # Each run sees the lab as its activities will: its namespace's view when its configuration
-    # names one (an unknown namespace is refused here, before anything runs).
-    views = [info.scoped(ns) if ns else info for ns in (run_namespace(p.path) for p in planned)]
-    runs = _in_parallel([partial(_run_one, p, view, state, interrupt, chaos_to_log, announce)
-                         for p, view in zip(planned, views, strict=True)])
+    # names one. A namespace the lab lacks is that run's bad input: it does not run (an error
+    # naming chaos_dynamo_namespace), the others run as planned.
+    views: dict[int, LabInfo] = {}
+    refused: dict[int, ConfigError] = {}
+    for i, p in enumerate(planned):
+        try:
+            views[i] = p.view(info)
+        except ConfigError as exc:
+            refused[i] = exc
+    runs = dict(zip(views, _in_parallel([partial(_run_one, planned[i], view, state, interrupt, chaos_to_log,
+                                                 announce) for i, view in views.items()]), strict=True))
     notes = []
     # chaos skips the rollbacks of a run it marks interrupted (ours, or a control's).
-    if stop_services or any(r.interrupted or _chaos_status(p.journal) == "interrupted"
-                            for p, r in zip(planned, runs, strict=True)):
+    interrupted = any(r.interrupted or _chaos_status(planned[i].journal) == "interrupted" for i, r in runs.items())
+    if stop_services or interrupted:
         notes = _stop_services_started(state, before)
-    interrupted = any(r.interrupted or _chaos_status(p.journal) == "interrupted"
-                      for p, r in zip(planned, runs, strict=True))
-    safety = {scope: ensure_restored(view, interrupted=interrupted)
-              for scope, view in {v.namespace: v for v in views}.items()}
+    # A dry run changed nothing, so the safety net (never dry) must not change anything either:
+    # on a lab that had faults before, "reset" would be a write the dry run promised not to send.
+    safety = {scope: (Safety(len(view.endpoints), True, False) if dry_run
+                      else ensure_restored(view, interrupted=interrupted))
+              for scope, view in {v.namespace: v for v in views.values()}.items()}
     results = []
-    for p, run, view in zip(planned, runs, views, strict=True):
+    for i, p in enumerate(planned):
+        if i in refused:
+            results.append(_refused(p, refused[i]))
+            continue
+        run, view = runs[i], views[i]
         verdict = judge(p.journal, p.expect, run.exit, safety[view.namespace], run.interrupted)
         verdict.lines[-1:-1] = notes  # the last line is the safety net's
         sidecar, problem = _collect_lab_timeline(view, run.started, p.lab_timeline)
@@ -315,6 +342,15 @@ def execute(planned: Sequence[Planned], info: LabInfo, state: Path, *, interrupt
         results.append(RunResult(p, verdict, run.exit, run.interrupted, sidecar, run.started,
                                  REAL_CLOCK.monotonic() - run.monotonic))
     return results
+
+
+def _refused(p: Planned, problem: ConfigError) -> RunResult:
+    """A run that did not start because of its own bad input: an error naming the field."""
+    for stale in (p.journal, p.lab_timeline, p.log):  # a journal of an earlier run is not this one's
+        stale.unlink(missing_ok=True)
+    verdict = Verdict("error", f"ERROR: not run, bad input: {problem}",
+                      [f"not run: {problem}", "the lab was not touched by this experiment"])
+    return RunResult(p, verdict, EXIT_BAD_INPUT, False, None, REAL_CLOCK.now(), 0.0)
 
 
 def _chaos_status(journal: Path) -> str:
@@ -328,6 +364,8 @@ def _chaos_status(journal: Path) -> str:
 
 def _in_parallel(calls: Sequence[Callable[[], _ChaosRun]]) -> list[_ChaosRun]:
     """Each call's result, the calls made in threads of their own when there are several."""
+    if not calls:
+        return []
     if len(calls) == 1:
         return [calls[0]()]
     with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="chaos") as pool:
@@ -379,42 +417,60 @@ def run_chaos(command: list[str], env: dict[str, str], interrupt: Interrupt,
     process = subprocess.Popen(command, env=env, start_new_session=True, stdout=output,
                                stderr=subprocess.STDOUT if output is not None else None)
     try:
-        return _wait_for_chaos(process, interrupt)
+        interrupted, killed = _wait_for_chaos(process, interrupt)
     finally:
-        _stop_leftovers(process.pid)
+        # chaos has exited and is not reaped yet (on an error here: it is stopped first), so its
+        # pid, the number of its process group, is still taken: the members listed now are what
+        # chaos left behind, never a new session that got the number once chaos was reaped.
+        if not has_exited(process):
+            _stop_group_unreaped(process, signal.SIGTERM, GROUP_STOP_GRACE)
+        left = _left_in_group(process.pid)
+        code = process.wait()
+        if left:
+            from chaos_dynamo.processes import stop_processes
+
+            stop_processes(left, grace=GROUP_STOP_GRACE)  # each re-checked (pid, start) first
+    return (EXIT_INTERRUPTED if killed else code), interrupted
 
 
-def _wait_for_chaos(process: subprocess.Popen[bytes], interrupt: Interrupt) -> tuple[int, bool]:
+def _wait_for_chaos(process: subprocess.Popen[bytes], interrupt: Interrupt) -> tuple[bool, bool]:
+    """Wait until chaos has exited, leaving it unreaped (:func:`has_exited`); (interrupted, killed)."""
     while not interrupt.requested.is_set():
-        try:
-            return process.wait(timeout=0.1), False
-        except subprocess.TimeoutExpired:
-            continue
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
+        if wait_until(lambda: has_exited(process), timeout=0.1, interval=0.02):
+            return False, False
+    if not has_exited(process):  # unreaped: the pid is chaos's even if it exits right now
+        os.kill(process.pid, signal.SIGINT)
     deadline = REAL_CLOCK.monotonic() + ROLLBACK_GRACE
     while not interrupt.forced.is_set() and REAL_CLOCK.monotonic() < deadline:
+        if wait_until(lambda: has_exited(process), timeout=0.1, interval=0.02):
+            return True, False
+    # The whole group: a process activity's command dies with it.
+    _stop_group_unreaped(process, signal.SIGKILL, 0.0)
+    return True, True
+
+
+def _stop_group_unreaped(process: subprocess.Popen[bytes], signum: int, grace: float) -> None:
+    """Send ``signum`` to chaos's process group (SIGKILL after ``grace`` s if chaos is still
+    running) and wait for chaos to exit, without reaping it."""
+    steps = [(signum, grace)] + ([(signal.SIGKILL, 0.0)] if signum != signal.SIGKILL else [])
+    for sig, wait in steps:
+        if has_exited(process):
+            return
         try:
-            return process.wait(timeout=0.1), True
-        except subprocess.TimeoutExpired:
-            continue
-    if process.poll() is None:  # the whole group: a process activity's command dies with it
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
+            os.killpg(process.pid, sig)
         except ProcessLookupError:
             pass
-    process.wait()
-    return EXIT_INTERRUPTED, True
+        if wait and wait_until(lambda: has_exited(process), timeout=wait, interval=0.05):
+            return
+    wait_exited(process)
 
 
-def _stop_leftovers(pgid: int) -> None:
-    """Stop what chaos left running in its process group (a process activity's command, when
-    chaos was killed): SIGTERM, then SIGKILL. chaos itself has exited (or been killed)."""
-    from chaos_dynamo.processes import group_members, stop_processes
+def _left_in_group(pgid: int) -> list[ProcessInfo]:
+    """What runs in process group ``pgid`` (chaos's, while chaos is unreaped): a process
+    activity's command chaos left behind, or one it was killed before it could stop."""
+    from chaos_dynamo.processes import group_members
 
-    left = group_members(pgid)
-    if left:
-        stop_processes(left, grace=GROUP_STOP_GRACE)
+    return [p for p in group_members(pgid) if p.pid != pgid]
 
 
 def _collect_lab_timeline(info: LabInfo, since: float, path: Path) -> tuple[Path | None, str]:
@@ -445,24 +501,31 @@ def run_experiment(experiment_path: Path, journal: Path | None = None, state_fil
     from chaos_dynamo.verify.experiments import inspect
 
     experiment = load_experiment(experiment_path)
-    expect = inspect(experiment_path).expect  # every check verify makes, before any lab starts
-    isolate_from_aws()
+    spec = inspect(experiment_path)  # every check verify makes, before any lab starts
+    expect = spec.expect
     dry_run = dry_run or dryrun.declared(experiment)
-    if dry_run:  # for chaos (process_env passes CHAOS_DYNAMO_* on) and this process's safety net
+    if not dry_run:
+        dryrun.refuse_env_in_real_run("run")  # chaos would inherit it: a dry run judged as a real one
+    isolate_from_aws()
+    if dry_run:  # for chaos (process_env passes CHAOS_DYNAMO_* on); the safety net is never dry
         os.environ[dryrun.ENV] = "1"
     default = f"{experiment_path.stem}.dry-run.json" if dry_run else f"{experiment_path.stem}.json"
     planned = Planned(experiment_path, journal or Path("journals") / default, expect,
-                      str(experiment.get("title", "")))
+                      str(experiment.get("title", "")), spec.namespace)
     interrupt = Interrupt()
     # From here on a signal only requests the interrupt: the lab is set up, chaos is given
     # its one SIGINT, the safety net runs, and the command exits 130 (EXIT_INTERRUPTED).
-    with signals_to(interrupt), lab_for_run(state_file, seed) as (info, started):
+    # A lab started for the run has the experiment's namespace; a running lab without it is
+    # bad input (ConfigError naming chaos_dynamo_namespace), refused before anything runs.
+    namespaces = [spec.namespace] if spec.namespace else []
+    with signals_to(interrupt), lab_for_run(state_file, seed, namespaces) as (info, started):
+        view = planned.view(info)
         with signals_to(interrupt):
             (result,) = execute([planned], info, state_path(state_file), interrupt=interrupt,
-                                announce=click.echo, stop_services=started)
-        namespace = run_namespace(experiment_path)
-        info = info.scoped(namespace) if namespace else info  # a namespaced run's timeline is its endpoint's
+                                announce=click.echo, stop_services=started, dry_run=dry_run)
+        info = view  # a namespaced run's timeline is its endpoint's
         timeline = _timeline(info, result.started)
+    interrupted = result.interrupted or interrupt.requested.is_set()
     if dry_run:
         ok, lines = dryrun.summary(planned.journal)
         click.echo("")
@@ -471,6 +534,8 @@ def run_experiment(experiment_path: Path, journal: Path | None = None, state_fil
         click.secho(f"dry run: nothing was sent; the `{dryrun.PREFIX}` lines are every write the run would "
                     "send, in order. No verdict: nothing was broken", fg="green" if ok else "red", bold=True)
         click.echo(f"journal: {planned.journal}")
+        if interrupted:
+            return EXIT_INTERRUPTED
         return 0 if ok else 1
     verdict = result.verdict
     click.echo("")
@@ -483,7 +548,7 @@ def run_experiment(experiment_path: Path, journal: Path | None = None, state_fil
             click.echo(f"    {line}")
     click.secho(f"verdict: {verdict.headline}", fg="green" if verdict.ok else "red", bold=True)
     click.echo(f"journal: {planned.journal}")
-    if result.interrupted or interrupt.requested.is_set():
+    if interrupted:
         return EXIT_INTERRUPTED
     return 0 if verdict.ok else 1
 
@@ -517,12 +582,17 @@ def ensure_restored(info: LabInfo, interrupted: bool = False) -> Safety:
     After an ``interrupted`` run, whose rollbacks chaos skipped, the control plane is also
     stopped and its failpoints disarmed (a run armed them and did not get to disarm them), and
     an endpoint that answers but not from the newest plan in the plan table is restored too.
+
+    Never a dry run, whatever ``$CHAOS_DYNAMO_DRY_RUN`` says (:data:`dryrun.NEVER
+    <chaos_dynamo.safety.dryrun.NEVER>`): a restore that only printed would leave the lab broken.
     """
     from chaos_dynamo.endpoint import actions, probes
     from chaos_dynamo.lbfleet.actions import reset_lb_faults
+    from chaos_dynamo.safety import dryrun
 
     # A namespace's view (LabInfo.scoped) restores that namespace's endpoints and load balancers.
-    config = {"chaos_dynamo_api": info.api_url, "chaos_dynamo_namespace": info.namespace}
+    config = {"chaos_dynamo_api": info.api_url, "chaos_dynamo_namespace": info.namespace,
+              dryrun.CONFIG_KEY: dryrun.NEVER}
 
     def healthy(name: str, qtype: str) -> bool:
         # Three tries: one slow round trip on a loaded machine is not a broken endpoint.

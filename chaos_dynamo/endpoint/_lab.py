@@ -25,14 +25,19 @@ from botocore.exceptions import ClientError
 from chaos_dynamo.clock import REAL_CLOCK, Clock, wait_until
 from chaos_dynamo.config import is_loopback_host
 from chaos_dynamo.errors import AwsError, ConfigError, LabError, SafetyError
-from chaos_dynamo.lab.state import NAMESPACE_ENV, EndpointInfo, LabInfo, read_state, state_path
+from chaos_dynamo.lab.state import (
+    EndpointInfo,
+    LabInfo,
+    configured_namespace,
+    read_state,
+    state_path,
+)
 from chaos_dynamo.route53.backend import iter_record_sets, make_client
 from chaos_dynamo.route53.records import RecordSet, normalize_name
 from chaos_dynamo.safety import dryrun
 
 logger = logging.getLogger("chaostoolkit")
 Configuration = Mapping[str, Any] | None
-NAMESPACE_KEY = "chaos_dynamo_namespace"
 
 
 def lab_info(configuration: Configuration = None) -> LabInfo:
@@ -78,21 +83,13 @@ def check_api_url(from_config: bool, value: object) -> str:
 def namespace_of(configuration: Configuration = None) -> str:
     """The namespace an activity acts in: configuration ``chaos_dynamo_namespace`` when it has
     the key ("" there means the lab's own parts, whatever the environment says), else
-    ``$CHAOS_DYNAMO_NAMESPACE``, else "" (docs/namespaces.md).
+    ``$CHAOS_DYNAMO_NAMESPACE``, else "" (:func:`chaos_dynamo.lab.state.configured_namespace`,
+    the same lookup verify makes; docs/namespaces.md).
 
     Raises:
-        ConfigError: the configured value is not a string.
+        ConfigError: the value is not a string, or not a namespace name.
     """
-    config = dict(configuration or {})
-    if NAMESPACE_KEY in config:
-        value = config[NAMESPACE_KEY]
-        if value is None:
-            return ""
-        if not isinstance(value, str):
-            raise ConfigError(NAMESPACE_KEY, f"{value!r} is not a namespace name",
-                              "give the namespace's name in quotes, or \"\" for the lab's own parts")
-        return value.strip()
-    return os.environ.get(NAMESPACE_ENV, "").strip()
+    return configured_namespace(configuration)
 
 
 def in_namespace(info: LabInfo, configuration: Configuration = None) -> LabInfo:
@@ -170,9 +167,13 @@ def wait_insync(client: Any, change_id: str, timeout: float, clock: Clock = REAL
     return wait_until(insync, timeout, interval=0.05, clock=clock)
 
 
-def http_json(url: str, body: Any = None, timeout: float = 10.0) -> Any:
-    """POST (with a body) or GET JSON from the lab's control API (a dry run POSTs nothing)."""
-    if body is not None and dryrun.active():
+def http_json(url: str, body: Any = None, timeout: float = 10.0, *, configuration: Configuration = None) -> Any:
+    """POST (with a body) or GET JSON from the lab's control API.
+
+    A dry run (``$CHAOS_DYNAMO_DRY_RUN``, or ``chaos_dynamo_dry_run`` in ``configuration``: an
+    activity that POSTs passes its own) POSTs nothing: the call is printed and answered here.
+    """
+    if body is not None and dryrun.active(configuration):
         return dryrun.lab_post(url, body)
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET",

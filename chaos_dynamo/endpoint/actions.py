@@ -70,7 +70,7 @@ def empty_endpoint(endpoint: str = "", wait: bool = True, timeout: float = 30.0,
     client = target.route53
     clearance = require_allowed("empty_endpoint", kind=target.kind_for(client), where=target.where(client),
                                 region=target.region, configuration=configuration, sts=target.sts,
-                                hosted_zones=[ep.zone_id])
+                                clients=[client], hosted_zones=[ep.zone_id])
     dry = dryrun.active(configuration)
     aliases = [r for r in _lab.records_at(client, ep.zone_id, ep.name) if r.alias is not None]
     trees = sorted({r.alias.dns_name for r in aliases if r.alias is not None})
@@ -136,7 +136,7 @@ def _clear(activity: str, target: RecordTarget, zones: list[str],
     clients = (target.route53, target.dynamodb)
     return require_allowed(activity, kind=target.kind_for(*clients), where=target.where(*clients),
                            region=target.region, configuration=configuration, sts=target.sts,
-                           hosted_zones=list(dict.fromkeys(zones)))
+                           clients=clients, hosted_zones=list(dict.fromkeys(zones)))
 
 
 def empty_endpoint_for(seconds: float, endpoint: str = "", close_connections: bool = True, *,

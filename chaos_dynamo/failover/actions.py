@@ -75,10 +75,10 @@ def roll_out_targets(targets: str = "", stagger: float = 2.0, gap: float = 1.0,
             clock.sleep(max(0.0, started + step.offset - clock.monotonic()))
             if step.lb not in touched:
                 touched.append(step.lb)
-            _post_faults(api_url, step.lb, dict(step.body))
+            _post_faults(api_url, step.lb, dict(step.body), configuration)
             events.append({"time": clock.now(), "lb": step.lb, "event": step.event})
     except BaseException:
-        _restore(api_url, dict.fromkeys(touched, faults.RESTORE), "rollout interrupted")
+        _restore(api_url, dict.fromkeys(touched, faults.RESTORE), "rollout interrupted", configuration)
         raise
     seconds = clock.monotonic() - started
     _lab.logger.info("rolled out %s in %.1f s (%s %.0f%% for %.1f s each)", names, seconds, mode,
@@ -113,7 +113,7 @@ def fail_intermittently(targets: str, rate: float, mode: str = "refuse", seconds
     info, api_url = _lab_api(configuration)
     names = faults.select_targets(targets, info.load_balancers)
     knob = {"rate": rate, "mode": mode, "seconds": seconds or None, "seed": seed}
-    return {name: _post_faults(api_url, name, {"intermittent": knob}) for name in names}
+    return {name: _post_faults(api_url, name, {"intermittent": knob}, configuration) for name in names}
 
 
 def degrade_az(az: str, latency: float = 0.0, down: bool = False, seconds: float = 0.0, *,
@@ -144,7 +144,7 @@ def degrade_az(az: str, latency: float = 0.0, down: bool = False, seconds: float
                           "pass latency above 0 (seconds per request) and/or down: true")
     info, api_url = _lab_api(configuration)
     names = faults.lbs_of_az(az, info.load_balancers)
-    before = {name: _post_faults(api_url, name, {}) for name in names}  # {} reads the knobs
+    before = {name: _post_faults(api_url, name, {}, configuration) for name in names}  # {} reads the knobs
     body: dict[str, Any] = {"latency": latency} if latency > 0 else {}
     if down:
         body["down"] = True
@@ -154,14 +154,15 @@ def degrade_az(az: str, latency: float = 0.0, down: bool = False, seconds: float
         during: dict[str, Any] = {}
         for name in names:
             touched.append(name)
-            during[name] = _post_faults(api_url, name, body)
+            during[name] = _post_faults(api_url, name, body, configuration)
         degraded_at, degraded = clock.now(), clock.monotonic()  # now() for reports only
         if seconds > 0:  # timed on the monotonic clock: a wall-clock step must not stretch it
             clock.sleep(max(0.0, degraded + seconds - clock.monotonic()))
     except BaseException:
-        _restore(api_url, _bodies_before(touched, before, body), f"AZ {az} degradation interrupted")
+        _restore(api_url, _bodies_before(touched, before, body), f"AZ {az} degradation interrupted",
+                 configuration)
         raise
-    after = (_restore(api_url, _bodies_before(names, before, body), f"AZ {az} degradation over")
+    after = (_restore(api_url, _bodies_before(names, before, body), f"AZ {az} degradation over", configuration)
              if seconds > 0 else None)
     restored_at = clock.now() if seconds > 0 else None
     _lab.logger.info("AZ %s (%s): latency %.3f s, down %s, %s", az, names, latency, down,
@@ -187,7 +188,7 @@ def restore_targets(targets: str = "", *, configuration: dict[str, Any] | None =
     info, api_url = _lab_api(configuration)
     names = faults.select_targets(targets, info.load_balancers)
     body = {**faults.RESTORE, "latency": 0.0}
-    return {name: _post_faults(api_url, name, body) for name in names}
+    return {name: _post_faults(api_url, name, body, configuration) for name in names}
 
 
 def _lab_api(configuration: dict[str, Any] | None) -> tuple[LabInfo, str]:
@@ -196,18 +197,20 @@ def _lab_api(configuration: dict[str, Any] | None) -> tuple[LabInfo, str]:
     return info, require_loopback_url("chaos_dynamo_api", info.api_url)
 
 
-def _post_faults(api_url: str, lb: str, body: dict[str, Any]) -> JsonDict:
-    result: dict[str, Any] = _lab.http_json(f"{api_url}/_chaos_dynamo/lb/{lb}/faults", body)
+def _post_faults(api_url: str, lb: str, body: dict[str, Any], configuration: dict[str, Any] | None) -> JsonDict:
+    result: dict[str, Any] = _lab.http_json(f"{api_url}/_chaos_dynamo/lb/{lb}/faults", body,
+                                            configuration=configuration)  # a dry run's too
     return result
 
 
-def _restore(api_url: str, bodies: dict[str, dict[str, Any]], why: str) -> dict[str, Any]:
+def _restore(api_url: str, bodies: dict[str, dict[str, Any]], why: str,
+             configuration: dict[str, Any] | None) -> dict[str, Any]:
     """POST each LB its body; a failure is logged and the others still restored, so an
     interrupted action restores all it can before its own error goes on."""
     restored: dict[str, Any] = {}
     for name, body in bodies.items():
         try:
-            restored[name] = _post_faults(api_url, name, body)
+            restored[name] = _post_faults(api_url, name, body, configuration)
         except Exception as error:  # noqa: BLE001 - restore the others
             _lab.logger.warning("%s: could not restore %s: %s", why, name, error)
     if restored:

@@ -47,11 +47,50 @@ class NamespaceInfo:
                       "load_balancers": tuple(data.get("load_balancers", ()))})
 
 
+NAMESPACE_KEY = "chaos_dynamo_namespace"
+"""The configuration key naming the namespace an experiment's activities act in."""
 NAMESPACE_ENV = "CHAOS_DYNAMO_NAMESPACE"
 """Names the namespace activities act in, when the configuration has no ``chaos_dynamo_namespace``."""
 TABLE_PREFIX_ENV = "CHAOS_DYNAMO_TABLE_PREFIX"
 """A namespace's table prefix, for the tables its services name by default."""
 _NAMESPACE_VARS = (NAMESPACE_ENV, TABLE_PREFIX_ENV)
+
+
+def configured_namespace(configuration: object, environ: Mapping[str, str] | None = None,
+                         where: str = "") -> str:
+    """The lab namespace activities act in (docs/namespaces.md), "" for the lab's own parts.
+
+    The configuration's ``chaos_dynamo_namespace`` when it has the key (a name, an
+    ``{"type": "env", "key": K, "default": D}`` entry as in an experiment file, or "" /
+    null for the lab's own parts whatever the environment says), else
+    ``$CHAOS_DYNAMO_NAMESPACE`` (of ``environ``, else of this process).
+
+    The one lookup for activities (:mod:`chaos_dynamo.endpoint._lab`) and for verify
+    (:mod:`chaos_dynamo.verify.experiments`); ``where`` prefixes the field an error names
+    (``configuration.`` for an experiment file).
+
+    Raises:
+        ConfigError: the value is not a string, or not a namespace name.
+    """
+    from chaos_dynamo.config import check_namespace_name
+
+    env = os.environ if environ is None else environ
+    if not isinstance(configuration, Mapping) or NAMESPACE_KEY not in configuration:
+        value: Any = env.get(NAMESPACE_ENV, "")
+        field_name = f"${NAMESPACE_ENV}"
+    else:
+        value = configuration[NAMESPACE_KEY]
+        field_name = f"{where}{NAMESPACE_KEY}"
+        if isinstance(value, Mapping) and value.get("type") == "env" and isinstance(value.get("key"), str):
+            value = env.get(value["key"], value.get("default", ""))
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ConfigError(field_name, f"{value!r} is not a namespace name",
+                          "give the namespace's name in quotes, an {\"type\": \"env\", \"key\": ...} entry, "
+                          "or \"\" for the lab's own parts")
+    name = value.strip()
+    return check_namespace_name(field_name, name) if name else ""
 
 
 @dataclass(frozen=True)

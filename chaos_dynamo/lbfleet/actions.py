@@ -61,7 +61,7 @@ def set_lb_faults(lb: str, down: bool | None = None, latency: float | None = Non
         body["error_status"] = error_status
     info = _lab.lab_info(configuration)
     _check_own(info, lb)
-    return _post_faults(_checked_api(info), lb, body)
+    return _post_faults(_checked_api(info), lb, body, configuration)
 
 
 def throttle_dynamodb(rate: float, code: str = "ProvisionedThroughputExceededException", lb: str = "", *,
@@ -96,7 +96,7 @@ def throttle_dynamodb(rate: float, code: str = "ProvisionedThroughputExceededExc
         raise ConfigError("lb", f"{lb!r} is not a load balancer of {_scope(info)}",
                           f"use one of {names}, or \"\" for all")
     body = {"error_rate": rate, "error_code": code}
-    return {name: _post_faults(api_url, name, body) for name in ([lb] if lb else names)}
+    return {name: _post_faults(api_url, name, body, configuration) for name in ([lb] if lb else names)}
 
 
 def close_connections(*, configuration: dict[str, Any] | None = None,
@@ -115,7 +115,7 @@ def close_connections(*, configuration: dict[str, Any] | None = None,
     """
     info = _lab.lab_info(configuration)
     result: dict[str, Any] = _lab.http_json(f"{_checked_api(info)}/_chaos_dynamo/lb/connections/close",
-                                            _chosen(info))
+                                            _chosen(info), configuration=configuration)
     return result
 
 
@@ -130,7 +130,8 @@ def reset_lb_faults(*, configuration: dict[str, Any] | None = None,
     body = _chosen(info)
     if body and not info.namespace:
         body["capacity"] = True
-    result: dict[str, Any] = _lab.http_json(f"{_checked_api(info)}/_chaos_dynamo/lb/faults/reset", body)
+    result: dict[str, Any] = _lab.http_json(f"{_checked_api(info)}/_chaos_dynamo/lb/faults/reset", body,
+                                            configuration=configuration)
     return result
 
 
@@ -156,7 +157,7 @@ def set_dynamodb_capacity(slots: int | None = None, service_time: float = 0.0, *
     """
     slots, service_time = check_capacity(slots, service_time)
     return _post_capacity(_lab_wide_api(configuration, "set_dynamodb_capacity"),
-                          {"slots": slots, "service_time": service_time})
+                          {"slots": slots, "service_time": service_time}, configuration)
 
 
 def reset_dynamodb_capacity(*, configuration: dict[str, Any] | None = None,
@@ -167,7 +168,7 @@ def reset_dynamodb_capacity(*, configuration: dict[str, Any] | None = None,
         The capacity after the reset (its counters are kept).
     """
     return _post_capacity(_lab_wide_api(configuration, "reset_dynamodb_capacity"),
-                          {"slots": None, "service_time": 0.0})
+                          {"slots": None, "service_time": 0.0}, configuration)
 
 
 def slow_dynamodb_for(seconds: float, service_time: float, *,
@@ -198,19 +199,20 @@ def slow_dynamodb_for(seconds: float, service_time: float, *,
     api_url = _lab_wide_api(configuration, "slow_dynamodb_for")
     before: dict[str, Any] = _lab.http_json(f"{api_url}/_chaos_dynamo/dynamodb/capacity")
     try:
-        during = _post_capacity(api_url, {"service_time": service_time})
+        during = _post_capacity(api_url, {"service_time": service_time}, configuration)
         slowed_at = clock.now()
         clock.sleep(max(0.0, slowed_at + seconds - clock.now()))
     finally:
-        after = _post_capacity(api_url, {"service_time": before["service_time"]})
+        after = _post_capacity(api_url, {"service_time": before["service_time"]}, configuration)
     restored_at = clock.now()
     _lab.logger.info("DynamoDB service time was %.3f s for %.1f s", service_time, restored_at - slowed_at)
     return {"seconds": float(seconds), "service_time": service_time, "slowed_at": slowed_at,
             "restored_at": restored_at, "before": before, "during": during, "after": after}
 
 
-def _post_capacity(api_url: str, body: dict[str, Any]) -> JsonDict:
-    result: dict[str, Any] = _lab.http_json(f"{api_url}/_chaos_dynamo/dynamodb/capacity", body)
+def _post_capacity(api_url: str, body: dict[str, Any], configuration: dict[str, Any] | None) -> JsonDict:
+    result: dict[str, Any] = _lab.http_json(f"{api_url}/_chaos_dynamo/dynamodb/capacity", body,
+                                            configuration=configuration)  # a dry run's too
     return result
 
 
@@ -260,6 +262,7 @@ def _chosen(info: LabInfo) -> dict[str, Any]:
     return {"lbs": _names(info)} if info.namespace or info.namespaces else {}
 
 
-def _post_faults(api_url: str, lb: str, body: dict[str, Any]) -> JsonDict:
-    result: dict[str, Any] = _lab.http_json(f"{api_url}/_chaos_dynamo/lb/{lb}/faults", body)
+def _post_faults(api_url: str, lb: str, body: dict[str, Any], configuration: dict[str, Any] | None) -> JsonDict:
+    result: dict[str, Any] = _lab.http_json(f"{api_url}/_chaos_dynamo/lb/{lb}/faults", body,
+                                            configuration=configuration)  # a dry run's too
     return result

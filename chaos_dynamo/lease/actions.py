@@ -98,7 +98,7 @@ def _expire(count: object, table: object, key: object, owner: object, expiry: ob
     clearance = require_allowed(
         "expire_leases", kind=kind, where=f"endpoint {describe(client)}", region=str(client.meta.region_name),
         configuration=configuration, sts=sts_for_endpoint(target.url, target.region, kind != "remote"),
-        tables=[schema.table])
+        clients=[client], tables=[schema.table])
     dry = dryrun.active(configuration)
     key_names = _key_attributes(client, schema)
     items = scan_items(client, schema, extra=key_names)

@@ -16,7 +16,12 @@ each is switched here:
   the batches printed are computed from the real, current records.
 - the lab's control API (fault knobs, the control plane): ``POST``\\ s are answered here by
   :func:`lab_post` instead of being sent (``endpoint._lab.http_json``,
-  ``control._client.call``).
+  ``control._client.call``). Every activity hands them its configuration, so the
+  configuration key alone makes every one of them dry.
+
+A dry run is never judged as a real one: ``chaos-dynamo verify`` and a real ``chaos-dynamo
+run`` refuse to start while the variable is on (:func:`refuse_env_in_real_run`), and the
+runner's safety net passes :data:`NEVER`, so its restores are real whatever the variable says.
 
 Each write is printed on one line of standard output, in order::
 
@@ -60,14 +65,28 @@ _GUARDED = "_chaos_dynamo_dry_run_guarded"
 _change_ids = itertools.count(1)
 
 
+class _NeverDry:
+    def __repr__(self) -> str:
+        return "chaos_dynamo.safety.dryrun.NEVER"
+
+
+NEVER: Any = _NeverDry()
+"""As configuration ``chaos_dynamo_dry_run``: never a dry run, whatever ``$CHAOS_DYNAMO_DRY_RUN``
+says. For chaos-dynamo's own safety net (``runner.ensure_restored``), whose restores must be
+real; an experiment cannot give it (JSON has no such value)."""
+
+
 def active(configuration: Mapping[str, Any] | None = None) -> bool:
-    """Whether this is a dry run: ``$CHAOS_DYNAMO_DRY_RUN`` or configuration ``chaos_dynamo_dry_run``.
+    """Whether this is a dry run: ``$CHAOS_DYNAMO_DRY_RUN`` or configuration ``chaos_dynamo_dry_run``
+    (:data:`NEVER` there: never).
 
     An unrecognised value of the variable counts as on (a typo must not make a run real).
 
     Raises:
         ConfigError: ``chaos_dynamo_dry_run`` in the configuration is not true/false.
     """
+    if configuration and configuration.get(CONFIG_KEY) is NEVER:
+        return False
     env = os.environ.get(ENV, "").strip().lower()
     if env not in _OFF:
         return True
@@ -80,6 +99,22 @@ def active(configuration: Mapping[str, Any] | None = None) -> bool:
         return value.strip().lower() in _ON
     raise ConfigError(f"configuration.{CONFIG_KEY}", f"{value!r} is not true/false",
                       "use true (print what would be sent, send nothing) or false")
+
+
+def refuse_env_in_real_run(command: str) -> None:
+    """Refuse a real run (``chaos-dynamo verify``, ``run`` without ``--dry-run``) while
+    ``$CHAOS_DYNAMO_DRY_RUN`` is on: every chaos it starts would inherit it and send nothing,
+    yet be judged as a real run (an experiment expected to hold would pass with no fault).
+
+    Raises:
+        ConfigError: the variable is on (any value but "", 0, false, no, off).
+    """
+    value = os.environ.get(ENV, "")
+    if value.strip().lower() not in _OFF:
+        raise ConfigError(f"${ENV}", f"is set ({value!r}): every activity of this {command} would send nothing, "
+                          "yet the run would be judged as a real one",
+                          f"unset {ENV} for a real run, or preview the writes with "
+                          "`chaos-dynamo run --dry-run EXPERIMENT`")
 
 
 def is_read_only(operation: str) -> bool:

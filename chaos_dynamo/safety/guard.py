@@ -8,11 +8,13 @@
   SafetyError, before anything is sent, saying what was refused and the exact JSON to add.
 - with an allow-list, wherever the target is (loopback too: that is how the checks are
   tested against a local moto_server): the region the activity's clients use, the hosted
-  zone(s) it would change and the DynamoDB table(s) it would write must be the ones named,
-  and STS GetCallerIdentity, asked with the credentials and endpoint the activity's calls
-  use, must answer the account named. Any mismatch is a SafetyError saying which, and what
-  STS or the activity said. The local checks come first: a wrong region or zone sends
-  nothing at all.
+  zone(s) it would change and the DynamoDB table(s) it would write must be the ones named;
+  then STS must be asked where its answer speaks for the activity's calls
+  (:func:`_check_sts_endpoint`: on real AWS, AWS's own STS endpoint and every client on an
+  AWS endpoint of the allowed region; on the lab or loopback, STS on the same host and port
+  as the clients); then STS GetCallerIdentity, asked with the activity's credentials, must
+  answer the account named. Any mismatch is a SafetyError saying which, and what STS or the
+  activity said. Every check but the last is local: a refusal by one of them sends nothing.
 
 The allow-list, in the experiment's configuration::
 
@@ -37,7 +39,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from chaos_dynamo.errors import ConfigError, SafetyError
-from chaos_dynamo.safety.target import LAB, REMOTE, Kind, check_region, check_table, check_zone_id
+from chaos_dynamo.safety.target import (
+    GLOBAL_SERVICES,
+    LAB,
+    REMOTE,
+    Kind,
+    aws_endpoint,
+    check_region,
+    check_table,
+    check_zone_id,
+    describe,
+    endpoint_url,
+    host_port,
+)
 
 logger = logging.getLogger("chaostoolkit")
 
@@ -110,7 +124,7 @@ class Clearance:
 
 
 def require_allowed(activity: str, *, kind: Kind, where: str, region: str,
-                    configuration: Mapping[str, Any] | None, sts: Callable[[], Any],
+                    configuration: Mapping[str, Any] | None, sts: Callable[[], Any], clients: Sequence[Any],
                     hosted_zones: Sequence[str] = (), tables: Sequence[str] = ()) -> Clearance:
     """Allow the activity, or raise before it sends anything (see the module docstring).
 
@@ -119,7 +133,10 @@ def require_allowed(activity: str, *, kind: Kind, where: str, region: str,
         kind: where its calls would go (:mod:`chaos_dynamo.safety.target`).
         where: the endpoint(s), for messages.
         region: the region its clients are made for.
-        sts: makes the STS client that answers for the account its calls would land in.
+        sts: makes the STS client that answers for the account its calls would land in
+            (making it sends nothing; its resolved endpoint is checked before it is asked).
+        clients: the boto3 clients the activity writes with, whose resolved endpoints STS
+            must speak for.
         hosted_zones: the hosted zones it would change.
         tables: the DynamoDB tables it would write.
 
@@ -150,7 +167,9 @@ def require_allowed(activity: str, *, kind: Kind, where: str, region: str,
             raise SafetyError(f"{activity} refused: it would write table {table!r}, which is not in "
                               f"{field}.dynamodb_tables ({list(allow.dynamodb_tables)}). Nothing was sent; add "
                               f"\"{table}\" to that list if that table is meant")
-    account, arn = _caller_identity(activity, sts)
+    sts_client = _sts_client(activity, sts)
+    _check_sts_endpoint(activity, kind, allow.region, sts_client, clients)
+    account, arn = _caller_identity(activity, sts_client)
     if account != allow.aws_account_id:
         raise SafetyError(f"{activity} refused: STS GetCallerIdentity says its calls would act in account "
                           f"{account} (as {arn}), but {field}.aws_account_id allows only "
@@ -162,12 +181,65 @@ def require_allowed(activity: str, *, kind: Kind, where: str, region: str,
     return clearance
 
 
-def _caller_identity(activity: str, sts: Callable[[], Any]) -> tuple[str, str]:
+def _sts_client(activity: str, sts: Callable[[], Any]) -> Any:
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        return sts()  # a client only: nothing is sent
+    except (BotoCoreError, ValueError) as exc:
+        raise SafetyError(f"{activity} refused: could not make the STS client that confirms the account "
+                          f"({type(exc).__name__}: {exc}). Nothing was sent") from None
+
+
+def _check_sts_endpoint(activity: str, kind: Kind, region: str, sts: Any, clients: Sequence[Any]) -> None:
+    """Refuse unless STS's answer speaks for the endpoints the activity writes to.
+
+    Real AWS (``remote``): STS must be AWS's own (``https://sts[.REGION].amazonaws.com[.cn]``)
+    and every client on an AWS endpoint of its service, in the allowed region (or global,
+    for Route 53) and STS's partition; anything else (an emulator, a proxy, a corporate
+    host) is an account STS knows nothing about. The lab or loopback: STS on the same host
+    and port as every client (moto and LocalStack answer STS on their one port).
+    """
+    if not clients:  # nothing to compare STS with: never a pass by default
+        raise SafetyError(f"{activity} refused: the guard was given no client whose endpoint STS must speak for. "
+                          "Nothing was sent")
+    sts_url = endpoint_url(sts)
+    if kind == REMOTE:
+        found = aws_endpoint(sts_url)
+        if found is None or found.service != "sts":
+            raise SafetyError(
+                f"{activity} refused: its calls would go to real AWS or another remote endpoint, but STS "
+                f"GetCallerIdentity would be asked at {describe(sts)}, which is not AWS's own STS endpoint "
+                "(https://sts[.REGION].amazonaws.com[.cn]), so its answer would not say which account the "
+                "calls act in. Nothing was sent; unset AWS_ENDPOINT_URL_STS (and any sts endpoint_url of the "
+                "profile) for a real-AWS run")
+        for client in clients:
+            service = str(client.meta.service_model.endpoint_prefix)
+            ep = aws_endpoint(endpoint_url(client))
+            in_region = ep is not None and (ep.region == region if ep.region else service in GLOBAL_SERVICES)
+            if ep is None or not in_region or ep.service != service or ep.partition != found.partition:
+                expected = (f"https://{service}.amazonaws.com" if service in GLOBAL_SERVICES
+                            else f"https://{service}.{region}.amazonaws.com")
+                raise SafetyError(
+                    f"{activity} refused: it would send to {describe(client)}, which is not an AWS {service} "
+                    f"endpoint of region {region} (e.g. {expected}), so STS GetCallerIdentity cannot confirm "
+                    "the account those calls act in. Nothing was sent; point it at AWS itself, or, for a local "
+                    "emulator, at its loopback address (127.0.0.1, ::1, localhost)")
+        return
+    where = host_port(sts_url)
+    for client in clients:
+        if host_port(endpoint_url(client)) != where or where is None:
+            raise SafetyError(
+                f"{activity} refused: it would send to {describe(client)}, but STS GetCallerIdentity would "
+                f"be asked at {describe(sts)}, another endpoint, whose answer would not say which account the "
+                "calls act in. Nothing was sent; ask STS on the same host and port (unset "
+                f"AWS_ENDPOINT_URL_STS, or set it to {endpoint_url(client)})")
+
+
+def _caller_identity(activity: str, client: Any) -> tuple[str, str]:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    client = None
     try:
-        client = sts()
         answer = client.get_caller_identity()
     except (BotoCoreError, ClientError, ValueError) as exc:
         at = getattr(getattr(client, "meta", None), "endpoint_url", "STS")

@@ -88,6 +88,52 @@ def kind_of(clients: Sequence[Any]) -> Kind:
     return REMOTE if any(client_kind(c) == REMOTE for c in clients) else LOOPBACK
 
 
+_AWS_HOST = re.compile(r"^(?P<service>[a-z0-9]+)(?:-fips)?(?:\.(?P<region>[a-z]{2}(?:-[a-z]+)+-\d))?"
+                       r"\.(?P<domain>amazonaws\.com(?:\.cn)?|api\.aws)$")
+GLOBAL_SERVICES = frozenset({"route53", "sts"})
+"""Services AWS serves from one endpoint with no region in its name (route53.amazonaws.com)."""
+
+
+@dataclass(frozen=True)
+class AwsEndpoint:
+    """An endpoint URL that is AWS's own: ``https://SERVICE[-fips][.REGION].amazonaws.com[.cn]``
+    (or ``.api.aws``, dual-stack), on the default port."""
+
+    service: str
+    region: str | None
+    partition: str
+
+
+def aws_endpoint(url: str | None) -> AwsEndpoint | None:
+    """``url`` as AWS's own endpoint, or None when it is anything else (http, another port,
+    another host: an emulator, a proxy, a look-alike name)."""
+    try:
+        parsed = urlparse(url or "")
+        port = parsed.port
+    except ValueError:
+        return None
+    match = _AWS_HOST.match((parsed.hostname or "").lower())
+    if parsed.scheme != "https" or port not in (None, 443) or match is None:
+        return None
+    partition = "aws-cn" if match["domain"].endswith(".cn") else "aws"
+    return AwsEndpoint(match["service"], match["region"], partition)
+
+
+def host_port(url: str | None) -> tuple[str, int] | None:
+    """The ``(host, port)`` a URL connects to (the scheme's port when none is given)."""
+    try:
+        parsed = urlparse(url or "")
+        port = parsed.port or {"http": 80, "https": 443}.get(parsed.scheme)
+    except ValueError:
+        return None
+    return ((parsed.hostname or "").lower(), port) if parsed.hostname and port else None
+
+
+def endpoint_url(client: Any) -> str:
+    """The endpoint a boto3 client has resolved ("" for none)."""
+    return str(getattr(client.meta, "endpoint_url", "") or "")
+
+
 def describe(client: Any) -> str:
     """A client's endpoint and where that came from, for messages."""
     url = str(getattr(client.meta, "endpoint_url", "") or "")
@@ -286,7 +332,9 @@ def aws_session(region: str | None, field: str) -> tuple[Any, str]:
 def sts_for_endpoint(url: str, region: str, loopback: bool) -> Callable[[], Any]:
     """The STS client that says whose account an endpoint URL serves: on a loopback URL the
     same URL with the same dummy credentials as the activity's client (moto and LocalStack
-    answer STS on their one port); anywhere else, boto3's default chain."""
+    answer STS on their one port); anywhere else, boto3's default chain, which the guard
+    accepts only as AWS's own STS, and only for a URL that is AWS's own endpoint
+    (:func:`chaos_dynamo.safety.guard.require_allowed`)."""
     from botocore.config import Config
 
     config = Config(retries={"mode": "standard", "total_max_attempts": 2}, connect_timeout=5, read_timeout=10)

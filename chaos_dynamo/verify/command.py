@@ -30,7 +30,14 @@ import click
 
 from chaos_dynamo.clock import REAL_CLOCK
 from chaos_dynamo.errors import ConfigError
-from chaos_dynamo.runner import Interrupt, isolate_from_aws, running_lab, signals_to
+from chaos_dynamo.runner import (
+    Interrupt,
+    isolate_from_aws,
+    load_experiment,
+    running_lab,
+    signals_to,
+)
+from chaos_dynamo.safety import dryrun
 from chaos_dynamo.verify.core import Outcome, Progress, counts, verify_all
 from chaos_dynamo.verify.experiments import expand
 from chaos_dynamo.verify.junit import write_junit
@@ -84,7 +91,13 @@ def run_verify(paths: Sequence[Path], *, journals: Path, outputs: Outputs, jobs:
         ConfigError: bad input (before anything runs): exit 2.
         LabError: ``state_file`` names no running lab (before anything runs): exit 3.
     """
+    dryrun.refuse_env_in_real_run("verify")  # its chaos runs would inherit it: dry, yet judged as real
     specs = expand(default_paths(paths), note=echo)
+    for spec in specs:
+        if dryrun.declared(load_experiment(spec.path)):
+            raise ConfigError(f"{spec.path}: configuration.{dryrun.CONFIG_KEY}",
+                              "declares a dry run: its activities would send nothing, yet verify would judge it "
+                              "as a real run", "remove it for verify; preview with `chaos-dynamo run --dry-run`")
     isolate_from_aws()
     shared = running_lab(state_file)
     where = (f"on the running lab ({shared.api_url}), batches of disjoint namespaces" if shared

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +28,21 @@ EXPERIMENT = ROOT / "experiments" / "endpoint-empty-smoke.json"
 
 
 class FrontRecorder:
-    """Every change batch the lab's Route 53 front accepted: (zone id, changes, comment)."""
+    """Every change batch the lab's Route 53 front accepted: (zone id, changes, comment); and
+    every POST its control API (``/_chaos_dynamo/...``) received: (path, body)."""
 
     def __init__(self, lab: Lab) -> None:
-        assert lab.route53 is not None
+        assert lab.route53 is not None and lab.front is not None
         self.batches: list[tuple[str, list[Any], str | None]] = []
+        self.posts: list[tuple[str, Any]] = []
+        front, control = lab.front, lab.front.control
+
+        def recorded(method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+            if method == "POST":
+                self.posts.append((path, body))
+            return control(method, path, query, body)
+
+        front.control = recorded
         service = lab.route53
         real = service.change
 
@@ -103,3 +113,83 @@ def test_dry_run_by_environment_for_plain_chaos_run(dry_lab: tuple[Lab, LabInfo,
     ok, lines = dryrun.summary(tmp_path / "journal.json")
     assert ok, lines
     assert len(front.batches) == sent and state_digest(info) == before
+
+
+def test_the_configuration_key_alone_makes_every_lab_fault_dry(
+        dry_lab: tuple[Lab, LabInfo, Path, FrontRecorder], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`"chaos_dynamo_dry_run": true` under a plain `chaos run` (no environment switch): not one
+    POST or Route 53 change reaches the lab, from any LB, failover or endpoint action."""
+    from chaos_dynamo.endpoint import actions as endpoint
+    from chaos_dynamo.failover import actions as failover
+    from chaos_dynamo.lbfleet import actions as lbfleet
+
+    lab, info, state, front = dry_lab
+    monkeypatch.delenv(dryrun.ENV, raising=False)
+    lb, az = info.load_balancers[0]["name"], info.load_balancers[0]["az"]
+    calls: dict[str, Callable[[dict[str, Any]], Any]] = {
+        "set_lb_faults": lambda c: lbfleet.set_lb_faults(lb, down=True, configuration=c),
+        "reset_lb_faults": lambda c: lbfleet.reset_lb_faults(configuration=c),
+        "throttle_dynamodb": lambda c: lbfleet.throttle_dynamodb(0.5, configuration=c),
+        "close_connections": lambda c: lbfleet.close_connections(configuration=c),
+        "set_dynamodb_capacity": lambda c: lbfleet.set_dynamodb_capacity(2, 0.01, configuration=c),
+        "reset_dynamodb_capacity": lambda c: lbfleet.reset_dynamodb_capacity(configuration=c),
+        "slow_dynamodb_for": lambda c: lbfleet.slow_dynamodb_for(0.01, 0.5, configuration=c),
+        "roll_out_targets": lambda c: failover.roll_out_targets(lb, stagger=0, gap=0, propagation=0,
+                                                                 configuration=c),
+        "fail_intermittently": lambda c: failover.fail_intermittently("", 0.5, configuration=c),
+        "degrade_az": lambda c: failover.degrade_az(az, latency=0.5, seconds=0.01, configuration=c),
+        "restore_targets": lambda c: failover.restore_targets(configuration=c),
+        "empty_endpoint": lambda c: endpoint.empty_endpoint(configuration=c),
+        "restore_endpoint": lambda c: endpoint.restore_endpoint(configuration=c),
+        "empty_endpoint_for": lambda c: endpoint.empty_endpoint_for(30, configuration=c),
+    }
+    assert set(calls) == {*lbfleet.__all__, *failover.__all__, *endpoint.__all__}  # a new action joins the table
+    config = {"chaos_dynamo_state": str(state), dryrun.CONFIG_KEY: True}
+    posts, batches, before = len(front.posts), len(front.batches), state_digest(info)
+    for name, call in calls.items():
+        capsys.readouterr()
+        call(config)
+        assert dryrun.parse(capsys.readouterr().out), f"{name} printed no write"
+        assert front.posts[posts:] == [] and front.batches[batches:] == [], f"{name} sent a write"
+    assert state_digest(info) == before
+
+
+def test_the_safety_net_is_never_dry(dry_lab: tuple[Lab, LabInfo, Path, FrontRecorder],
+                                     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """With $CHAOS_DYNAMO_DRY_RUN on (say, set in CI), the runner's safety net still restores for real."""
+    from chaos_dynamo.endpoint import actions as endpoint
+    from chaos_dynamo.lbfleet import actions as lbfleet
+    from chaos_dynamo.runner import ensure_restored
+
+    lab, info, state, front = dry_lab
+    monkeypatch.delenv(dryrun.ENV, raising=False)
+    before = state_digest(info)
+    config = {"chaos_dynamo_state": str(state)}
+    lbfleet.set_lb_faults(info.load_balancers[0]["name"], latency=0.05, configuration=config)
+    endpoint.empty_endpoint(configuration=config)
+    assert state_digest(info) != before
+    monkeypatch.setenv(dryrun.ENV, "1")
+    capsys.readouterr()
+    safety = ensure_restored(info)
+    assert dryrun.parse(capsys.readouterr().out) == []
+    assert safety.roundtrip and safety.restored_by_runner and not safety.error, safety
+    assert safety.restored == [info.primary_endpoint.name]
+    assert state_digest(info) == before
+
+
+def test_a_dry_run_leaves_faults_the_lab_already_had(dry_lab: tuple[Lab, LabInfo, Path, FrontRecorder],
+                                                     tmp_path: Path) -> None:
+    """A dry run sends nothing, not even the safety net's reset: a fault set before it (by
+    someone else's run, or on purpose) is still there afterwards."""
+    lab, info, state, front = dry_lab
+    lab.fleet["lb-2"].set_latency(0.01)
+    try:
+        before = state_digest(info)
+        dry = cli("run", "--dry-run", "--state-file", str(state), "--journal", str(tmp_path / "dry.json"),
+                  str(EXPERIMENT), timeout=240)
+        assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-3000:]
+        assert lab.fleet["lb-2"].faults()["latency"] == 0.01
+        assert state_digest(info) == before
+    finally:
+        lab.fleet["lb-2"].reset_faults()

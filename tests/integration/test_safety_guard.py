@@ -139,15 +139,21 @@ def test_loopback_without_an_allow_list_is_allowed(account: Account) -> None:
     assert account.tree_size() == 6
 
 
-def test_sts_is_asked_where_aws_endpoint_url_sts_points(account: Account, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sts_on_another_endpoint_than_the_changes_is_refused(account: Account,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     with socket.socket() as sock:  # a loopback port nothing listens on
         sock.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
     monkeypatch.setenv("AWS_ENDPOINT_URL_STS", closed)
     before = account.state()
-    with pytest.raises(SafetyError, match=f"could not confirm the account with STS GetCallerIdentity at {closed}"):
+    with pytest.raises(SafetyError, match=f"would be asked at {closed} \\(from \\$AWS_ENDPOINT_URL_STS\\), "
+                                          "another endpoint"):
         actions.empty_endpoint(configuration=account.config(aws_account_id=ACCOUNT))
     assert account.state() == before
+    # STS on the changes' own endpoint, named explicitly, is asked there.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", account.url)
+    assert actions.empty_endpoint(configuration=account.config(aws_account_id=ACCOUNT))["safety"]["account"] == ACCOUNT
+    assert account.tree_size() == 0
 
 
 def test_a_refusal_reaches_the_journal_of_a_real_chaos_run(account: Account, tmp_path: Path) -> None:

@@ -253,7 +253,7 @@ def lab_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
     """The lab's control API, faked: every call recorded, the lab found from the configuration."""
     calls: list[tuple[str, Any]] = []
 
-    def http_json(url: str, body: Any = None, timeout: float = 10.0) -> Any:
+    def http_json(url: str, body: Any = None, timeout: float = 10.0, *, configuration: Any = None) -> Any:
         calls.append((url.removeprefix("http://127.0.0.1:1/_chaos_dynamo/"), body))
         return {"service_time": 0.0} if url.endswith("capacity") else {}
 

@@ -5,9 +5,12 @@ sends nothing at all."""
 from __future__ import annotations
 
 import fnmatch
+import http.server
+import ipaddress
 import json
 import re
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +30,7 @@ from chaos_dynamo.plans import plan_from_fleet, upsert_changes
 from chaos_dynamo.planstore import PlanStore
 from chaos_dynamo.safety import dryrun
 from chaos_dynamo.safety.guard import ACCOUNT_PLACEHOLDER, ALLOW_KEY
-from chaos_dynamo.safety.target import AWS_TARGET_KEY, record_target, url_kind
+from chaos_dynamo.safety.target import AWS_TARGET_KEY, aws_endpoint, record_target, url_kind
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT = "123456789012"  # what moto's STS answers
@@ -57,6 +60,14 @@ def _loopback(address: Any) -> bool:
     return host in ("localhost", "::1") or str(host).startswith("127.")
 
 
+def _ip_literal(host: Any) -> bool:
+    try:
+        ipaddress.ip_address(str(host))
+    except ValueError:
+        return False
+    return True
+
+
 @pytest.fixture(autouse=True)
 def connections(monkeypatch: pytest.MonkeyPatch) -> Iterator[Connections]:
     """Refuse (and note) any connection to a non-loopback address; fail the test if one was tried."""
@@ -75,8 +86,16 @@ def connections(monkeypatch: pytest.MonkeyPatch) -> Iterator[Connections]:
             raise OSError(f"test guard: refused a connection to {address}")
         return real_create(address, *args, **kwargs)
 
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if not _loopback(host) and not _ip_literal(host):  # a name lookup is traffic too
+            seen.attempts.append((host, "getaddrinfo"))
+            raise socket.gaierror(f"test guard: refused to look up {host}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    real_getaddrinfo = socket.getaddrinfo
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket, "create_connection", create_connection)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     yield seen
     assert seen.remote == [], f"connections to non-loopback addresses were attempted: {seen.remote}"
 
@@ -292,6 +311,120 @@ def test_a_remote_endpoint_url_is_refused_before_any_connection(
     with pytest.raises(SafetyError):
         expire_leases(1, LEASES, endpoint=TEST_NET, configuration=config)
     assert connections.attempts == []  # not even a loopback one: nothing was sent anywhere
+
+
+class FakeSts:
+    """An STS on 127.0.0.1 that says every caller is in the allowed account: what a loopback
+    moto_server answers. It must never be asked for an activity whose calls go elsewhere."""
+
+    ANSWER = (f"<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">"
+              f"<GetCallerIdentityResult><Arn>arn:aws:iam::{ACCOUNT}:user/fake</Arn><UserId>AIDAFAKE</UserId>"
+              f"<Account>{ACCOUNT}</Account></GetCallerIdentityResult>"
+              "<ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></GetCallerIdentityResponse>")
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - stdlib name
+                fake.requests.append(self.path)
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = FakeSts.ANSWER.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+
+
+@pytest.fixture
+def fake_sts() -> Iterator[FakeSts]:
+    sts = FakeSts()
+    sts.thread.start()
+    try:
+        yield sts
+    finally:
+        sts.server.shutdown()
+        sts.server.server_close()
+
+
+WRITERS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
+    *ACTIVITIES, ("expire_leases", lambda c: expire_leases(2, LEASES, endpoint=DYNAMODB_URL, configuration=c))]
+
+
+@pytest.mark.parametrize(("activity", "call"), WRITERS, ids=[w[0] for w in WRITERS])
+def test_sts_elsewhere_than_real_aws_cannot_confirm_the_account(
+        sandbox: Sandbox, connections: Connections, fake_sts: FakeSts, monkeypatch: pytest.MonkeyPatch,
+        activity: str, call: Callable[[dict[str, Any]], Any]) -> None:
+    # The changes would go to (mocked) real AWS; STS would be asked on loopback, which says "yes".
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", fake_sts.url)
+    before = sandbox.state()
+    with pytest.raises(SafetyError, match="not AWS's own STS endpoint") as refused:
+        call(sandbox.config(sandbox.allow()))
+    assert str(refused.value).startswith(f"{activity} refused") and "$AWS_ENDPOINT_URL_STS" in str(refused.value)
+    assert sandbox.state() == before
+    assert fake_sts.requests == [] and connections.attempts == []
+
+
+@pytest.mark.parametrize("endpoint", [
+    "https://ddb.corp:8000", "http://dynamodb.us-east-1.amazonaws.com", "https://dynamodb.us-east-1.amazonaws.com:8443",
+    "https://dynamodb.us-east-1.amazonaws.com.example.org", "https://sts.us-east-1.amazonaws.com",
+    "https://203.0.113.10",
+])
+def test_a_write_to_anything_but_aws_itself_is_not_confirmed_by_aws_sts(
+        sandbox: Sandbox, connections: Connections, endpoint: str) -> None:
+    before = sandbox.state()  # STS (AWS's own, mocked) would confirm the allowed account
+    with pytest.raises(SafetyError, match="which is not an AWS dynamodb endpoint of region us-east-1"):
+        expire_leases(2, LEASES, endpoint=endpoint, configuration=sandbox.config(sandbox.allow()))
+    assert sandbox.state() == before and connections.attempts == []
+
+
+def test_a_route53_endpoint_that_is_not_aws_is_not_confirmed_by_aws_sts(
+        sandbox: Sandbox, connections: Connections, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_ROUTE_53", "https://route53.corp.example")
+    before = sandbox.state()
+    for activity, call in ACTIVITIES:
+        with pytest.raises(SafetyError, match=f"{activity} refused: it would send to https://route53.corp.example"):
+            call(sandbox.config(sandbox.allow()))
+    assert sandbox.state() == before and connections.attempts == []
+
+
+def test_on_loopback_sts_must_be_on_the_activitys_own_host_and_port(
+        clean_env: None, connections: Connections, fake_sts: FakeSts, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # the emulator the changes would reach
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", fake_sts.url)  # another one, which says "yes"
+    config = {AWS_TARGET_KEY: {"hosted_zone_id": "Z1", "endpoints": [ENDPOINT], "region": REGION},
+              ALLOW_KEY: {"aws_account_id": ACCOUNT, "region": REGION, "hosted_zone_id": "Z1",
+                          "dynamodb_tables": [LEASES]}}
+    for activity, call in ACTIVITIES:  # (expire_leases asks STS at its own endpoint URL, whatever is set)
+        with pytest.raises(SafetyError, match=f"{activity} refused: it would send to http://127.0.0.1:9") as refused:
+            call(config)
+        assert f"STS GetCallerIdentity would be asked at {fake_sts.url} (from $AWS_ENDPOINT_URL_STS)" in str(
+            refused.value)
+    assert fake_sts.requests == [] and connections.attempts == []
+
+
+@pytest.mark.parametrize(("url", "service", "region", "partition"), [
+    ("https://sts.amazonaws.com", "sts", None, "aws"), ("https://sts.eu-west-1.amazonaws.com", "sts", "eu-west-1", "aws"),
+    ("https://route53.amazonaws.com.cn", "route53", None, "aws-cn"),
+    ("https://dynamodb-fips.us-gov-west-1.amazonaws.com", "dynamodb", "us-gov-west-1", "aws"),
+    ("https://dynamodb.us-east-1.api.aws", "dynamodb", "us-east-1", "aws"),
+    ("https://DYNAMODB.US-EAST-1.AMAZONAWS.COM:443/", "dynamodb", "us-east-1", "aws"),
+    ("http://sts.amazonaws.com", None, None, None), ("https://sts.amazonaws.com:8443", None, None, None),
+    ("https://sts.amazonaws.com.evil.example", None, None, None), ("https://evilsts.example/amazonaws.com", None, None, None),
+    ("http://127.0.0.1:5999", None, None, None), ("", None, None, None), ("https://[::1", None, None, None),
+])
+def test_aws_endpoint(url: str, service: str | None, region: str | None, partition: str | None) -> None:
+    found = aws_endpoint(url)
+    assert (found.service, found.region, found.partition) == (service, region, partition) if found else service is None
 
 
 def test_lab_only_activities_refuse_anything_but_a_lab(clean_env: None, connections: Connections) -> None:
