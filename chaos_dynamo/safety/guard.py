@@ -48,6 +48,7 @@ from chaos_dynamo.safety.target import (
     check_region,
     check_table,
     check_zone_id,
+    config_section,
     describe,
     endpoint_url,
     host_port,
@@ -78,17 +79,11 @@ def allow_list(configuration: Mapping[str, Any] | None) -> AllowList | None:
         ConfigError: a key is unknown, missing or malformed (named as
             ``configuration.chaos_dynamo_allow.<key>``).
     """
-    if not configuration or configuration.get(ALLOW_KEY) is None:
+    data = config_section(configuration, ALLOW_KEY, _ALLOW_KEYS,
+                          '{"aws_account_id": "123456789012", "region": "us-east-1", "hosted_zone_id": "Z..."}')
+    if data is None:
         return None
     where = f"configuration.{ALLOW_KEY}"
-    data = configuration[ALLOW_KEY]
-    if not isinstance(data, Mapping):
-        raise ConfigError(where, f"{data!r} is not an object",
-                          'write it as {"aws_account_id": "123456789012", "region": "us-east-1", '
-                          '"hosted_zone_id": "Z..."}')
-    for key in data:
-        if key not in _ALLOW_KEYS:
-            raise ConfigError(f"{where}.{key}", "is not a known key", f"use only {list(_ALLOW_KEYS)}")
     for key in ("aws_account_id", "region"):
         if key not in data:
             raise ConfigError(f"{where}.{key}", "is missing", "an allow-list names the account and the region")

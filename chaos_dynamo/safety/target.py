@@ -180,6 +180,26 @@ def check_table(field: str, value: Any) -> str:
     return value
 
 
+def config_section(configuration: Configuration, key: str, known: Sequence[str],
+                   example: str) -> Mapping[str, Any] | None:
+    """The object ``configuration[key]`` (None when absent), its keys checked against ``known``.
+
+    Raises:
+        ConfigError: it is not an object (the fix shows ``example``), or has an unknown key
+            (named as ``configuration.<key>.<unknown>``).
+    """
+    if not configuration or configuration.get(key) is None:
+        return None
+    where = f"configuration.{key}"
+    data = configuration[key]
+    if not isinstance(data, Mapping):
+        raise ConfigError(where, f"{data!r} is not an object", f"write it as {example}")
+    for name in data:
+        if name not in known:
+            raise ConfigError(f"{where}.{name}", "is not a known key", f"use only {list(known)}")
+    return data
+
+
 def aws_target_spec(configuration: Configuration) -> AwsTargetSpec | None:
     """The real-AWS target the configuration names, or None (the endpoint actions use the lab).
 
@@ -187,17 +207,11 @@ def aws_target_spec(configuration: Configuration) -> AwsTargetSpec | None:
         ConfigError: a field of ``chaos_dynamo_aws_target`` is missing or malformed (named as
             ``configuration.chaos_dynamo_aws_target.<key>``).
     """
-    if not configuration or configuration.get(AWS_TARGET_KEY) is None:
+    data = config_section(configuration, AWS_TARGET_KEY, sorted(_TARGET_KEYS),
+                          '{"hosted_zone_id": "Z...", "endpoints": ["dynamodb.example.com"], "region": "us-east-1"}')
+    if data is None:
         return None
     where = f"configuration.{AWS_TARGET_KEY}"
-    data = configuration[AWS_TARGET_KEY]
-    if not isinstance(data, Mapping):
-        raise ConfigError(where, f"{data!r} is not an object",
-                          'write it as {"hosted_zone_id": "Z...", "endpoints": ["dynamodb.example.com"], '
-                          '"region": "us-east-1"}')
-    for key in data:
-        if key not in _TARGET_KEYS:
-            raise ConfigError(f"{where}.{key}", "is not a known key", f"use only {sorted(_TARGET_KEYS)}")
     if "hosted_zone_id" not in data:
         raise ConfigError(f"{where}.hosted_zone_id", "is missing", "add the id of the hosted zone to act on")
     zone_id = check_zone_id(f"{where}.hosted_zone_id", data["hosted_zone_id"])
