@@ -25,13 +25,19 @@ def test_readme_starts_with_the_two_commands() -> None:
     assert commands == ["make run", "make test"]
 
 
-def test_shell_session(tmp_path: Path) -> None:
-    (tmp_path / "experiments").symlink_to(ROOT / "experiments")
+def run_shell_snippet(name: str, workdir: Path) -> subprocess.CompletedProcess[str]:
+    """The README's shell session ``name``, as written, in ``workdir`` (with the experiments),
+    on a lab of its own (state file in ``workdir``) that is stopped whatever happens."""
+    (workdir / "experiments").symlink_to(ROOT / "experiments")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CHAOS_DYNAMO_"))}
-    env |= {"PATH": f"{BIN}:{env.get('PATH', '')}", "CHAOS_DYNAMO_STATE": str(tmp_path / "lab.json")}
-    script = "set -euo pipefail\ntrap 'chaos-dynamo lab down >/dev/null 2>&1 || true' EXIT\n" + readme_snippet("lab-session")
-    result = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True,
-                            text=True, timeout=300)
+    env |= {"PATH": f"{BIN}:{env.get('PATH', '')}", "CHAOS_DYNAMO_STATE": str(workdir / "lab.json")}
+    script = "set -euo pipefail\ntrap 'chaos-dynamo lab down >/dev/null 2>&1 || true' EXIT\n" + readme_snippet(name)
+    return subprocess.run(["bash", "-c", script], cwd=workdir, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_shell_session(tmp_path: Path) -> None:
+    result = run_shell_snippet("lab-session", tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "chaos-dynamo-plans" in result.stdout  # list_tables through the lab
     assert "the hypothesis deviated, as intended" in result.stdout
@@ -103,12 +109,7 @@ def test_failover_experiment_session(failover_session: Session) -> None:
 def test_safety_session(tmp_path: Path) -> None:
     """The safety section's session as written: a lab with two namespaces, a dry run that
     prints the batches and sends none, the doctor finding nothing, the lab's digest."""
-    (tmp_path / "experiments").symlink_to(ROOT / "experiments")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CHAOS_DYNAMO_"))}
-    env |= {"PATH": f"{BIN}:{env.get('PATH', '')}", "CHAOS_DYNAMO_STATE": str(tmp_path / "lab.json")}
-    script = "set -euo pipefail\ntrap 'chaos-dynamo lab down >/dev/null 2>&1 || true' EXIT\n" + readme_snippet("safety")
-    result = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True,
-                            text=True, timeout=300)
+    result = run_shell_snippet("safety", tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "team-a" in result.stdout and "team-b" in result.stdout  # lab up's namespace lines
     batches = [line for line in result.stdout.splitlines()
